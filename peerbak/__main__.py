@@ -1,0 +1,3 @@
+from peerbak.cli import main
+
+main()

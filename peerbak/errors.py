@@ -1,0 +1,123 @@
+"""One root error, split by whose fault it is and whether trying again can help.
+
+Every failure peerbak reports is a :class:`PeerbakError`; anything else escaping a
+command is a bug. Each class says whether a retry may help (only
+:class:`PeerUnavailable` does) and which exit code the CLI uses for it, so the
+table in ``cli.py`` and the documentation are generated from one place.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class PeerbakError(Exception):
+    """Root of every error peerbak raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+    exit_code: ClassVar[int] = 1
+    #: Short machine-readable name, used in ``--json`` output and on the wire.
+    code: ClassVar[str] = "error"
+
+
+class ConfigError(PeerbakError):
+    """The configuration or the node home is wrong; the user must fix it."""
+
+    exit_code = 78
+    code = "config"
+
+
+class InputError(PeerbakError):
+    """Something the user typed or passed is malformed (a recovery key, a token, an id)."""
+
+    exit_code = 64
+    code = "input"
+
+
+class RemoteProtocolError(PeerbakError):
+    """A peer sent something that breaks the protocol: oversized, malformed, out of turn."""
+
+    exit_code = 76
+    code = "protocol"
+
+
+class IntegrityError(PeerbakError):
+    """Bytes failed a check (AEAD tag, Merkle root, hash, header). Never retried as-is.
+
+    ``obj`` names what was being checked (``chunk``, ``pack``, ``shard``, ...),
+    ``ident`` its id in text form where known, ``check`` which check failed.
+    """
+
+    exit_code = 65
+    code = "integrity"
+
+    def __init__(self, message: str, *, obj: str = "", ident: str = "", check: str = "") -> None:
+        super().__init__(message)
+        self.obj = obj
+        self.ident = ident
+        self.check = check
+
+
+class NotEnoughShares(PeerbakError):
+    """Fewer than ``k`` good shards of a pack could be had: the pack cannot be rebuilt."""
+
+    exit_code = 69
+    code = "not-enough-shares"
+
+    def __init__(self, message: str, *, pack: str = "", have: int = 0, need: int = 0) -> None:
+        super().__init__(message)
+        self.pack = pack
+        self.have = have
+        self.need = need
+
+
+class PeerUnavailable(PeerbakError):
+    """A peer did not answer in time or could not be reached. The only retryable error."""
+
+    retryable = True
+    exit_code = 75
+    code = "peer-unavailable"
+
+
+class LedgerError(PeerbakError):
+    """The local ledger (SQLite) is unreadable, from the future, or inconsistent."""
+
+    exit_code = 74
+    code = "ledger"
+
+
+class StorageError(PeerbakError):
+    """Local disk trouble: no space, permission denied, quota exceeded."""
+
+    exit_code = 74
+    code = "storage"
+
+
+class NotFoundError(PeerbakError):
+    """The object asked for does not exist (a shard, a snapshot, a member)."""
+
+    exit_code = 66
+    code = "not-found"
+
+
+class ConflictError(PeerbakError):
+    """A write-once object already exists with different content."""
+
+    exit_code = 65
+    code = "conflict"
+
+
+#: Every error class, for the exit-code table in the CLI and its documentation.
+ALL_ERRORS: tuple[type[PeerbakError], ...] = (
+    PeerbakError,
+    ConfigError,
+    InputError,
+    RemoteProtocolError,
+    IntegrityError,
+    NotEnoughShares,
+    PeerUnavailable,
+    LedgerError,
+    StorageError,
+    NotFoundError,
+    ConflictError,
+)

@@ -1,0 +1,123 @@
+"""Merkle tree over 4 KiB leaves of a shard: the basis of storage challenges.
+
+The tree shape is RFC 9162's (Certificate Transparency): for n > 1 leaves, split at
+the largest power of two below n. Leaf and interior hashes are domain separated
+(``0x00`` / ``0x01`` prefix), so a leaf can never be passed off as a node. A holder
+proves it holds leaf i by sending the leaf and its audit path; the owner checks it
+against the root it recorded before upload, without any copy of the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import blake3
+
+from peerbak.errors import InputError
+
+LEAF_SIZE: Final = 4096
+HASH_LEN: Final = 32
+_LEAF: Final = b"\x00"
+_NODE: Final = b"\x01"
+
+
+def leaf_hash(leaf: bytes | bytearray | memoryview) -> bytes:
+    h = blake3.blake3(_LEAF)
+    h.update(leaf)
+    digest: bytes = h.digest()
+    return digest
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    digest: bytes = blake3.blake3(_NODE + left + right).digest()
+    return digest
+
+
+def leaf_count(data_length: int) -> int:
+    """Leaves in a tree over ``data_length`` bytes; the last leaf may be short."""
+    if data_length < 1:
+        raise InputError("a Merkle tree needs at least one byte of data")
+    return -(-data_length // LEAF_SIZE)
+
+
+class MerkleTree:
+    """All levels of the tree, bottom-up: level 0 is the leaf hashes.
+
+    Building level by level and carrying an unpaired last node up unchanged yields
+    exactly the RFC 9162 tree, with one hash per node and no recursion.
+    """
+
+    __slots__ = ("levels",)
+
+    def __init__(self, leaf_hashes: list[bytes]) -> None:
+        if not leaf_hashes:
+            raise InputError("a Merkle tree needs at least one leaf")
+        levels = [leaf_hashes]
+        while len(levels[-1]) > 1:
+            below = levels[-1]
+            above = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+            if len(below) % 2:
+                above.append(below[-1])
+            levels.append(above)
+        self.levels = levels
+
+    @classmethod
+    def from_data(cls, data: bytes | bytearray | memoryview) -> MerkleTree:
+        view = memoryview(data)
+        count = leaf_count(len(view))
+        return cls([leaf_hash(view[i * LEAF_SIZE : (i + 1) * LEAF_SIZE]) for i in range(count)])
+
+    @property
+    def root(self) -> bytes:
+        return self.levels[-1][0]
+
+    @property
+    def leaf_count(self) -> int:
+        return len(self.levels[0])
+
+    def proof(self, index: int) -> list[bytes]:
+        """Audit path of leaf ``index``, nearest sibling first (RFC 9162 §2.1.3.1)."""
+        if not 0 <= index < self.leaf_count:
+            raise InputError(f"leaf {index} out of range 0..{self.leaf_count - 1}")
+        path = []
+        for level in self.levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):
+                path.append(level[sibling])
+            index //= 2
+        return path
+
+
+def root_of(data: bytes | bytearray | memoryview) -> bytes:
+    return MerkleTree.from_data(data).root
+
+
+def verify_proof(
+    root: bytes, index: int, count: int, leaf: bytes | bytearray | memoryview, path: Sequence[bytes]
+) -> bool:
+    """Whether ``leaf`` is leaf ``index`` of the ``count``-leaf tree with ``root``.
+
+    RFC 9162 §2.1.3.2, with the sizes checked first: a proof of the wrong length, a
+    sibling that is not 32 bytes or an index outside the tree is simply false.
+    """
+    if not 0 <= index < count or len(leaf) > LEAF_SIZE or len(path) > 64:
+        return False
+    if any(len(p) != HASH_LEN for p in path):
+        return False
+    fn, sn = index, count - 1
+    r = leaf_hash(leaf)
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root

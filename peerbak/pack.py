@@ -1,0 +1,405 @@
+"""Packs (encrypted blobs with a trailing encrypted header) and shard containers.
+
+A pack is ``blob_0 ‖ … ‖ blob_{c-1} ‖ header blob ‖ trailer``. Header last, as restic
+does: blobs stream into the pack as they come and nothing is rewritten when it is
+sealed. The pack id is the blake3 hash of the sealed pack, checked after erasure
+decoding, so a rebuilt pack is known to be exactly the one that was written.
+
+A shard is what one holder stores: a 100-byte container header (which pack, which
+index, k, n, lengths, the Merkle root of the shard data) followed by the data. The
+byte layouts are in protocol/storage-format.md.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+import blake3
+import zstandard
+
+from peerbak import crypto
+from peerbak.codec import ErasureCode
+from peerbak.crypto import BlobType, Compression
+from peerbak.errors import InputError, IntegrityError
+from peerbak.ids import ChunkId, PackId
+from peerbak.merkle import root_of
+
+#: Largest pack a reader accepts; writers seal at ``target_size`` (16 MiB) well below it.
+MAX_PACK: Final = 64 << 20
+#: Largest plaintext of one blob; FastCDC chunks are at most 4 MiB, trees are split below this.
+MAX_BLOB_PLAIN: Final = 16 << 20
+PACK_MAGIC: Final = b"PBPK"
+TRAILER: Final = struct.Struct("<I4sB")  # header blob length, magic, format version
+ENTRY: Final = struct.Struct("<BB32sII")  # type, compression, id, stored length, plain length
+HEADER_PREFIX: Final = struct.Struct("<BI")  # format version, entry count
+#: Compressed output must be at least this much smaller to be stored compressed.
+_MIN_SAVING: Final = 1 / 32
+
+
+@dataclass(frozen=True, slots=True)
+class BlobEntry:
+    """One blob of a pack, as listed in its header; ``offset`` follows from the order."""
+
+    blob_type: BlobType
+    compression: Compression
+    ident: ChunkId
+    offset: int
+    length: int  # stored (encrypted) length, overhead included
+    plain_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBlob:
+    """A chunk compressed and encrypted, ready to be appended to a pack."""
+
+    blob_type: BlobType
+    compression: Compression
+    ident: ChunkId
+    plain_length: int
+    data: bytes
+
+
+def seal_blob(
+    data_key: bytes,
+    blob_type: BlobType,
+    ident: ChunkId,
+    plaintext: bytes | bytearray | memoryview,
+    nonce: bytes,
+    compressor: zstandard.ZstdCompressor | None,
+) -> SealedBlob:
+    """Compress (when it pays) and encrypt one chunk. Thread-safe given its own compressor."""
+    if len(plaintext) > MAX_BLOB_PLAIN:
+        raise InputError(f"blob of {len(plaintext)} bytes exceeds {MAX_BLOB_PLAIN}")
+    body: bytes | bytearray | memoryview = plaintext
+    compression = Compression.NONE
+    if compressor is not None:
+        packed: bytes = compressor.compress(plaintext)
+        if len(packed) < len(plaintext) * (1 - _MIN_SAVING):
+            body, compression = packed, Compression.ZSTD
+    aad = crypto.blob_aad(blob_type, compression, ident)
+    sealed = crypto.encrypt(data_key, aad, body, nonce)
+    return SealedBlob(blob_type, compression, ident, len(plaintext), sealed)
+
+
+def open_blob(
+    data_key: bytes, chunk_id_key: bytes, entry: BlobEntry, stored: bytes | bytearray | memoryview
+) -> bytes:
+    """Decrypt, decompress and check the plaintext's keyed hash against the blob's id."""
+    ident = entry.ident.hex()
+    if len(stored) != entry.length:
+        raise IntegrityError(
+            f"chunk {ident}: {len(stored)} bytes, header says {entry.length}",
+            obj="chunk",
+            ident=ident,
+            check="length",
+        )
+    aad = crypto.blob_aad(entry.blob_type, entry.compression, entry.ident)
+    body = crypto.decrypt(data_key, aad, stored, what="chunk", ident=ident)
+    if entry.compression == Compression.ZSTD:
+        try:
+            plain: bytes = zstandard.ZstdDecompressor().decompress(
+                body, max_output_size=entry.plain_length
+            )
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(
+                f"chunk {ident} does not decompress: {exc}", obj="chunk", ident=ident, check="zstd"
+            ) from None
+    else:
+        plain = body
+    if len(plain) != entry.plain_length or crypto.chunk_id(chunk_id_key, plain) != entry.ident:
+        raise IntegrityError(
+            f"chunk {ident}: contents do not match its id", obj="chunk", ident=ident, check="id"
+        )
+    return plain
+
+
+class PackWriter:
+    """Appends sealed blobs into one reusable buffer and seals packs of ≈ ``target_size``.
+
+    The buffer is allocated once and reused for every pack: allocating tens of MiB per
+    pack costs more than the copying (glibc hands big blocks back to the OS on free).
+    A sealed pack is a view into the buffer, valid until the next :meth:`add`.
+    """
+
+    def __init__(self, data_key: bytes, target_size: int = 16 << 20) -> None:
+        # Blobs up to the target, one more blob, a header no larger than the target: ≤ MAX_PACK.
+        if not 1 <= target_size <= MAX_PACK // 4:
+            raise InputError(f"pack target size must be 1..{MAX_PACK // 4} bytes")
+        self._key = data_key
+        self.target_size = target_size
+        # calloc'd: pages cost memory only once written.
+        self._buf = bytearray(target_size + MAX_BLOB_PLAIN + 2 * crypto.BLOB_OVERHEAD)
+        self._used = 0
+        self._entries: list[BlobEntry] = []
+
+    def __len__(self) -> int:
+        return self._used
+
+    @property
+    def count(self) -> int:
+        return len(self._entries)
+
+    @property
+    def full(self) -> bool:
+        """Time to seal: blobs plus the header they need reach the target size."""
+        return self._used + ENTRY.size * self.count >= self.target_size
+
+    def add(self, blob: SealedBlob) -> None:
+        size = len(blob.data)
+        if self.full:
+            raise InputError("pack is full: seal it before adding more")
+        if self._used + size > len(self._buf):
+            self._buf.extend(bytes(self._used + size - len(self._buf)))
+        self._buf[self._used : self._used + size] = blob.data
+        self._entries.append(
+            BlobEntry(
+                blob.blob_type, blob.compression, blob.ident, self._used, size, blob.plain_length
+            )
+        )
+        self._used += size
+
+    def seal(self, nonce: bytes) -> tuple[PackId, memoryview, list[BlobEntry]]:
+        """Write the encrypted header and trailer; return the pack and reset for the next."""
+        if not self._entries:
+            raise InputError("cannot seal an empty pack")
+        header = bytearray(HEADER_PREFIX.pack(crypto.FORMAT_VERSION, len(self._entries)))
+        for e in self._entries:
+            header += ENTRY.pack(e.blob_type, e.compression, e.ident, e.length, e.plain_length)
+        aad = crypto.blob_aad(BlobType.PACK_HEADER, Compression.NONE, bytes(32))
+        sealed = crypto.encrypt(self._key, aad, bytes(header), nonce)
+        end = self._used + len(sealed) + TRAILER.size
+        if end > len(self._buf):
+            self._buf.extend(bytes(end - len(self._buf)))
+        self._buf[self._used : self._used + len(sealed)] = sealed
+        self._buf[self._used + len(sealed) : end] = TRAILER.pack(
+            len(sealed), PACK_MAGIC, crypto.FORMAT_VERSION
+        )
+        view = memoryview(self._buf)[:end]
+        pack_id = PackId(blake3.blake3(view).digest())
+        entries = self._entries
+        self._entries = []
+        self._used = 0
+        return pack_id, view, entries
+
+
+def pack_id_of(pack: bytes | bytearray | memoryview) -> PackId:
+    return PackId(blake3.blake3(pack).digest())
+
+
+def read_pack_header(data_key: bytes, pack: bytes | bytearray | memoryview) -> list[BlobEntry]:
+    """Parse and authenticate a pack's header; every length is checked before use."""
+    view = memoryview(pack)
+    ident = "(header)"
+    if not TRAILER.size + crypto.BLOB_OVERHEAD <= len(view) <= MAX_PACK:
+        raise IntegrityError(
+            f"pack of {len(view)} bytes is outside the valid sizes", obj="pack", check="length"
+        )
+    header_len, magic, version = TRAILER.unpack(view[-TRAILER.size :])
+    if magic != PACK_MAGIC:
+        raise IntegrityError("not a peerbak pack (bad magic)", obj="pack", check="magic")
+    if version != crypto.FORMAT_VERSION:
+        raise IntegrityError(
+            f"pack format {version} is not known to this version of peerbak",
+            obj="pack",
+            check="version",
+        )
+    body_end = len(view) - TRAILER.size
+    if not crypto.BLOB_OVERHEAD + HEADER_PREFIX.size <= header_len <= body_end:
+        raise IntegrityError(
+            f"pack header length {header_len} is impossible", obj="pack", check="length"
+        )
+    aad = crypto.blob_aad(BlobType.PACK_HEADER, Compression.NONE, bytes(32))
+    header = crypto.decrypt(
+        data_key, aad, view[body_end - header_len : body_end], what="pack header", ident=ident
+    )
+    version, count = HEADER_PREFIX.unpack_from(header)
+    if version != crypto.FORMAT_VERSION or len(header) != HEADER_PREFIX.size + count * ENTRY.size:
+        raise IntegrityError("pack header is malformed", obj="pack", check="header")
+    entries = []
+    offset = 0
+    blobs_end = body_end - header_len
+    for i in range(count):
+        kind, comp, raw_id, length, plain = ENTRY.unpack_from(
+            header, HEADER_PREFIX.size + i * ENTRY.size
+        )
+        try:
+            blob_type, compression = BlobType(kind), Compression(comp)
+        except ValueError:
+            raise IntegrityError(
+                f"pack header entry {i} has unknown type {kind} or compression {comp}",
+                obj="pack",
+                check="header",
+            ) from None
+        if (
+            blob_type == BlobType.PACK_HEADER
+            or length < crypto.BLOB_OVERHEAD
+            or plain > MAX_BLOB_PLAIN
+            or offset + length > blobs_end
+        ):
+            raise IntegrityError(
+                f"pack header entry {i} is out of bounds", obj="pack", check="header"
+            )
+        entries.append(BlobEntry(blob_type, compression, ChunkId(raw_id), offset, length, plain))
+        offset += length
+    if offset != blobs_end:
+        raise IntegrityError(
+            "pack header does not account for every byte", obj="pack", check="header"
+        )
+    return entries
+
+
+# --- shard container -----------------------------------------------------------------------
+
+SHARD_MAGIC: Final = b"PBSH"
+_SHARD_FIELDS: Final = struct.Struct("<4sBBBB32sQI32s")
+SHARD_CHECK_LEN: Final = 16
+SHARD_HEADER_LEN: Final = _SHARD_FIELDS.size + SHARD_CHECK_LEN  # 100
+MAX_N: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ShardHeader:
+    """The 100-byte header before a shard's data. See storage-format.md, "Shard container"."""
+
+    pack_id: PackId
+    index: int
+    k: int
+    n: int
+    pack_length: int
+    shard_length: int
+    root: bytes
+
+    def to_bytes(self) -> bytes:
+        fields = _SHARD_FIELDS.pack(
+            SHARD_MAGIC,
+            crypto.FORMAT_VERSION,
+            self.k,
+            self.n,
+            self.index,
+            self.pack_id,
+            self.pack_length,
+            self.shard_length,
+            self.root,
+        )
+        return fields + blake3.blake3(fields).digest(SHARD_CHECK_LEN)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole container: header and data."""
+        return SHARD_HEADER_LEN + self.shard_length
+
+    @classmethod
+    def parse(cls, raw: bytes | bytearray | memoryview) -> ShardHeader:
+        """Parse and check the header alone; the data is checked by :func:`verify_shard`."""
+        if len(raw) < SHARD_HEADER_LEN:
+            raise IntegrityError(
+                f"shard of {len(raw)} bytes is shorter than its header", obj="shard", check="length"
+            )
+        view = memoryview(raw)[:SHARD_HEADER_LEN]
+        fields = view[: _SHARD_FIELDS.size]
+        magic, version, k, n, index, pack_id, pack_length, shard_length, root = (
+            _SHARD_FIELDS.unpack(fields)
+        )
+        ident = f"{bytes(pack_id).hex()}.{index}"
+        if magic != SHARD_MAGIC:
+            raise IntegrityError("not a peerbak shard (bad magic)", obj="shard", check="magic")
+        if blake3.blake3(fields).digest(SHARD_CHECK_LEN) != bytes(view[_SHARD_FIELDS.size :]):
+            raise IntegrityError(
+                f"shard {ident}: header is corrupted", obj="shard", ident=ident, check="header"
+            )
+        if version != crypto.FORMAT_VERSION:
+            raise IntegrityError(
+                f"shard format {version} is not known to this version of peerbak",
+                obj="shard",
+                ident=ident,
+                check="version",
+            )
+        if not (1 <= k < n <= MAX_N and index < n and 1 <= pack_length <= MAX_PACK):
+            raise IntegrityError(
+                f"shard {ident}: impossible k={k} n={n} index={index} length={pack_length}",
+                obj="shard",
+                ident=ident,
+                check="header",
+            )
+        if shard_length != -(-pack_length // k):
+            raise IntegrityError(
+                f"shard {ident}: length {shard_length} does not fit the pack length",
+                obj="shard",
+                ident=ident,
+                check="header",
+            )
+        return cls(PackId(pack_id), index, k, n, pack_length, shard_length, root)
+
+
+def build_shard_header(
+    pack_id: PackId,
+    index: int,
+    k: int,
+    n: int,
+    pack_length: int,
+    data: bytes | bytearray | memoryview,
+) -> ShardHeader:
+    return ShardHeader(pack_id, index, k, n, pack_length, len(data), root_of(data))
+
+
+def verify_shard(raw: bytes | bytearray | memoryview) -> tuple[ShardHeader, memoryview]:
+    """Header, length and Merkle root checked: the data returned is what was written."""
+    header = ShardHeader.parse(raw)
+    data = memoryview(raw)[SHARD_HEADER_LEN:]
+    ident = f"{header.pack_id.hex()}.{header.index}"
+    if len(data) != header.shard_length:
+        raise IntegrityError(
+            f"shard {ident}: {len(data)} data bytes, header says {header.shard_length}",
+            obj="shard",
+            ident=ident,
+            check="length",
+        )
+    if root_of(data) != header.root:
+        raise IntegrityError(
+            f"shard {ident}: data does not match its Merkle root",
+            obj="shard",
+            ident=ident,
+            check="merkle-root",
+        )
+    return header, data
+
+
+# --- a pack's record and its shards ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PackRecord:
+    """What the owner keeps of a stored pack: enough to fetch, check and read it back.
+
+    ``roots[i]`` is shard i's Merkle root, recorded before upload: a holder's answer is
+    checked against it, never against anything the holder says.
+    """
+
+    pack_id: PackId
+    k: int
+    n: int
+    length: int
+    roots: tuple[bytes, ...]
+    entries: tuple[BlobEntry, ...]
+
+    def header(self, index: int) -> ShardHeader:
+        shard_length = -(-self.length // self.k)
+        return ShardHeader(
+            self.pack_id, index, self.k, self.n, self.length, shard_length, self.roots[index]
+        )
+
+
+def make_shards(
+    code: ErasureCode, pack_id: PackId, pack: memoryview, entries: list[BlobEntry]
+) -> tuple[PackRecord, list[bytes]]:
+    """Erasure-code a sealed pack into ``n`` shard containers and its record."""
+    containers = []
+    roots = []
+    for index, data in enumerate(code.encode(pack)):
+        header = build_shard_header(pack_id, index, code.k, code.n, len(pack), data)
+        containers.append(header.to_bytes() + data)
+        roots.append(header.root)
+    record = PackRecord(pack_id, code.k, code.n, len(pack), tuple(roots), tuple(entries))
+    return record, containers

@@ -1,0 +1,85 @@
+"""The interfaces services depend on; adapters implement them, fakes stand in for tests.
+
+Every method says which errors it raises. Only :class:`~peerbak.errors.PeerUnavailable`
+is worth retrying; an :class:`~peerbak.errors.IntegrityError` means the bytes are bad
+and asking again for the same bytes will not help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from peerbak.ids import ShardKey
+from peerbak.pack import ShardHeader
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """What a store knows of a shard without reading its data."""
+
+    key: ShardKey
+    header: ShardHeader
+    size: int  # bytes of the container, header included
+
+
+class ShareStore(Protocol):
+    """Shards of one owner, on one holder: a directory, memory, or a friend over SSH.
+
+    Write-once: a shard, once stored, never changes. Putting the same bytes again is a
+    no-op; putting other bytes under the same key is a ConflictError. Deleting moves a
+    shard to the holder's trash; only the holder empties it.
+    """
+
+    async def put(self, key: ShardKey, shard: bytes | bytearray | memoryview) -> None:
+        """Store a whole shard container durably (returns after fsync and rename).
+
+        :raises IntegrityError: the container's header, length or Merkle root is wrong,
+            or it is not the shard ``key`` names. Nothing is stored.
+        :raises ConflictError: other bytes are already stored under ``key``.
+        :raises StorageError: no room (quota, free-space floor, disk full).
+        """
+        ...
+
+    async def get(self, key: ShardKey) -> bytes:
+        """The whole container, verified against its own header and Merkle root.
+
+        :raises NotFoundError: no such shard.
+        :raises IntegrityError: the stored bytes are damaged.
+        """
+        ...
+
+    async def get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
+        """``length`` bytes of the shard's data from ``offset`` (the header not counted).
+
+        Not verified here: a range is checked by the AEAD of the chunks it holds.
+
+        :raises NotFoundError: no such shard.
+        :raises InputError: the range lies outside the shard.
+        """
+        ...
+
+    async def stat(self, key: ShardKey) -> ShardInfo:
+        """Header and size, without reading the data.
+
+        :raises NotFoundError: no such shard.
+        :raises IntegrityError: the header is damaged.
+        """
+        ...
+
+    def list(self) -> AsyncIterator[ShardKey]:
+        """Every stored shard's key, in no particular order, streamed."""
+        ...
+
+    async def delete(self, key: ShardKey) -> None:
+        """Move the shard to the trash. Deleting a missing shard is a no-op."""
+        ...
+
+
+class Clock(Protocol):
+    """Wall-clock time, injected so schedules and expiry are testable without waiting."""
+
+    def now(self) -> float:
+        """Seconds since the Unix epoch."""
+        ...

@@ -1,0 +1,119 @@
+"""The read half of the data path: any k good shards back into a pack, a pack into chunks.
+
+Every shard is checked against the record the owner made before upload (its header,
+hence its Merkle root), every rebuilt pack against its id, every chunk by its AEAD tag
+and keyed hash. A shard that fails is dropped and another is tried; when fewer than
+k good ones exist the pack fails with an error naming it, never with wrong bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from peerbak.codec import ErasureCode
+from peerbak.crypto import NodeKeys
+from peerbak.errors import IntegrityError, NotEnoughShares, PeerbakError
+from peerbak.ids import ShardKey
+from peerbak.pack import (
+    SHARD_HEADER_LEN,
+    BlobEntry,
+    PackRecord,
+    ShardHeader,
+    open_blob,
+    pack_id_of,
+    read_pack_header,
+)
+from peerbak.ports import ShareStore
+
+
+@dataclass
+class FetchReport:
+    """Which shards served a pack and why the others did not."""
+
+    used: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+async def _fetch_shard(
+    record: PackRecord, index: int, store: ShareStore
+) -> tuple[int, memoryview | PeerbakError]:
+    try:
+        # The store has checked the data against the header's Merkle root (its
+        # contract); what is left is that the header is the one we recorded.
+        raw = await store.get(ShardKey(record.pack_id, index))
+        header = ShardHeader.parse(raw)
+        data = memoryview(raw)[SHARD_HEADER_LEN:]
+        if header != record.header(index) or len(data) != header.shard_length:
+            raise IntegrityError(
+                f"shard {record.pack_id.hex()}.{index} is not the one recorded",
+                obj="shard",
+                ident=f"{record.pack_id.hex()}.{index}",
+                check="recorded-header",
+            )
+    except PeerbakError as exc:
+        return index, exc
+    return index, data
+
+
+async def fetch_pack(
+    record: PackRecord, stores: Sequence[ShareStore | None], report: FetchReport | None = None
+) -> bytes:
+    """Rebuild a pack from ``stores[i]`` (holder of shard i, None if gone).
+
+    Data shards are asked first (no decoding needed when they are all good); each bad
+    or missing one is replaced by the next parity shard, in parallel.
+    """
+    report = report if report is not None else FetchReport()
+    code = ErasureCode(record.k, record.n)
+    candidates = [i for i in range(record.n) if stores[i] is not None]
+    good: dict[int, memoryview] = {}
+    while len(good) < record.k and candidates:
+        wanted = record.k - len(good)
+        batch, candidates = candidates[:wanted], candidates[wanted:]
+        results = await asyncio.gather(
+            *(_fetch_shard(record, i, store) for i in batch if (store := stores[i]) is not None)
+        )
+        for index, result in results:
+            if isinstance(result, PeerbakError):
+                report.failed[index] = str(result)
+            else:
+                good[index] = result
+    ident = record.pack_id.hex()
+    if len(good) < record.k:
+        raise NotEnoughShares(
+            f"pack {ident}: only {len(good)} good shards of the {record.k} needed "
+            f"({'; '.join(report.failed.values()) or 'no holders'})",
+            pack=ident,
+            have=len(good),
+            need=record.k,
+        )
+    report.used = sorted(good)
+    pack = await asyncio.to_thread(code.decode, good, record.length)
+    if pack_id_of(pack) != record.pack_id:
+        raise IntegrityError(
+            f"pack {ident} rebuilt from shards {report.used} does not match its id",
+            obj="pack",
+            ident=ident,
+            check="pack-id",
+        )
+    return pack
+
+
+def read_blobs(
+    keys: NodeKeys, pack: bytes, record: PackRecord | None = None
+) -> Iterator[tuple[BlobEntry, bytes]]:
+    """Every blob of a pack, decrypted and checked, in pack order."""
+    entries = read_pack_header(keys.data_key, pack)
+    if record is not None and tuple(entries) != record.entries:
+        raise IntegrityError(
+            f"pack {record.pack_id.hex()}: header differs from the record",
+            obj="pack",
+            ident=record.pack_id.hex(),
+            check="header",
+        )
+    view = memoryview(pack)
+    for entry in entries:
+        stored = view[entry.offset : entry.offset + entry.length]
+        yield entry, open_blob(keys.data_key, keys.chunk_id_key, entry, stored)

@@ -1,0 +1,275 @@
+"""Shard stores: a directory on disk (what a holder keeps) and an in-memory fake.
+
+On disk, one owner's shards live under one root::
+
+    <root>/
+      shards/<aa>/<pack-id>.<index>   final, write-once; <aa> = first two hex digits
+      incoming/<random>.tmp           writes in progress; swept when the store opens
+      trash/<pack-id>.<index>.<n>     deleted shards, kept until the holder purges them
+
+A put writes to ``incoming/``, fsyncs, links it into ``shards/`` (a link never
+replaces an existing name) and fsyncs the directory, so a crash leaves either the
+whole shard under its final name or nothing there. Names are built from parsed ids
+only, never from text a peer sent.
+Trash names get a counter so a later delete never overwrites an earlier trashed
+copy: a compromised owner cannot replace a good trashed shard with garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+from peerbak.errors import (
+    ConflictError,
+    InputError,
+    IntegrityError,
+    NotFoundError,
+    StorageError,
+)
+from peerbak.ids import ShardKey
+from peerbak.pack import SHARD_HEADER_LEN, ShardHeader, verify_shard
+from peerbak.ports import ShardInfo
+
+_FILE_MODE: Final = 0o600
+_DIR_MODE: Final = 0o700
+
+
+def _check_put(key: ShardKey, shard: bytes | bytearray | memoryview) -> ShardHeader:
+    """Verify a container fully and that it is the shard ``key`` names, before any write."""
+    header, _ = verify_shard(shard)
+    if header.pack_id != key.pack or header.index != key.index:
+        raise IntegrityError(
+            f"shard {key.text}: container holds {header.pack_id.hex()}.{header.index}",
+            obj="shard",
+            ident=key.text,
+            check="key",
+        )
+    return header
+
+
+def _check_range(key: ShardKey, header: ShardHeader, offset: int, length: int) -> None:
+    if offset < 0 or length < 0 or offset + length > header.shard_length:
+        raise InputError(
+            f"shard {key.text}: range {offset}+{length} outside its {header.shard_length} bytes"
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _storage_error(exc: OSError, what: str) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"{what}: the disk is full ({exc.strerror})")
+    return StorageError(f"{what}: {exc.strerror or exc}")
+
+
+class DirectoryShareStore:
+    """A :class:`~peerbak.ports.ShareStore` in a directory; blocking I/O runs in threads."""
+
+    def __init__(self, root: Path, *, durable: bool = True) -> None:
+        """``durable=False`` skips fsync: for benchmarks that measure everything else."""
+        self.root = root
+        self.durable = durable
+        self._shards = root / "shards"
+        self._incoming = root / "incoming"
+        self._trash = root / "trash"
+        try:
+            for d in (root, self._shards, self._incoming, self._trash):
+                d.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            for leftover in self._incoming.iterdir():
+                leftover.unlink()
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot open shard store {root}") from None
+
+    def _path(self, key: ShardKey) -> Path:
+        name = key.text
+        return self._shards / name[:2] / name
+
+    # -- blocking halves -------------------------------------------------------------------
+
+    def _put(self, key: ShardKey, shard: bytes | bytearray | memoryview) -> None:
+        header = _check_put(key, shard)
+        final = self._path(key)
+        if final.exists():
+            self._same_or_conflict(key, final, header)
+            return
+        tmp = self._incoming / f"{secrets.token_hex(8)}.tmp"
+        try:
+            final.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+            try:
+                view = memoryview(shard)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                # link, not rename: it never replaces, so a racing put cannot overwrite.
+                os.link(tmp, final)
+            except FileExistsError:
+                self._same_or_conflict(key, final, header)
+            else:
+                if self.durable:
+                    _fsync_dir(final.parent)
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot store shard {key.text}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _same_or_conflict(self, key: ShardKey, final: Path, header: ShardHeader) -> None:
+        with final.open("rb") as f:
+            existing = f.read(SHARD_HEADER_LEN)
+        if existing != header.to_bytes():
+            raise ConflictError(f"shard {key.text} is already stored with other contents")
+
+    def _read(self, key: ShardKey) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"shard {key.text} is not stored here") from None
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot read shard {key.text}") from None
+
+    def _get(self, key: ShardKey) -> bytes:
+        raw = self._read(key)
+        _check_put(key, raw)
+        return raw
+
+    def _read_header(self, key: ShardKey) -> tuple[ShardHeader, int]:
+        try:
+            with self._path(key).open("rb") as f:
+                head = f.read(SHARD_HEADER_LEN)
+                size = os.fstat(f.fileno()).st_size
+        except FileNotFoundError:
+            raise NotFoundError(f"shard {key.text} is not stored here") from None
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot read shard {key.text}") from None
+        return ShardHeader.parse(head), size
+
+    def _get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
+        header, _ = self._read_header(key)
+        _check_range(key, header, offset, length)
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFoundError(f"shard {key.text} is not stored here") from None
+        try:
+            data = os.pread(fd, length, SHARD_HEADER_LEN + offset)
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise IntegrityError(
+                f"shard {key.text} is truncated", obj="shard", ident=key.text, check="length"
+            )
+        return data
+
+    def _stat(self, key: ShardKey) -> ShardInfo:
+        header, size = self._read_header(key)
+        return ShardInfo(key, header, size)
+
+    def _list(self) -> list[ShardKey]:
+        keys = []
+        for sub in self._shards.iterdir():
+            for entry in sub.iterdir():
+                try:
+                    keys.append(ShardKey.from_text(entry.name))
+                except InputError:
+                    continue  # not ours: never act on a name we did not write
+        return keys
+
+    def _delete(self, key: ShardKey) -> None:
+        src = self._path(key)
+        for n in range(1 << 16):
+            dst = self._trash / f"{key.text}.{n}"
+            if dst.exists():
+                continue
+            try:
+                os.rename(src, dst)
+            except FileNotFoundError:
+                return
+            if self.durable:
+                _fsync_dir(self._trash)
+                _fsync_dir(src.parent)
+            return
+        raise StorageError(f"shard {key.text}: trash holds too many copies")
+
+    # -- the port ---------------------------------------------------------------------------
+
+    async def put(self, key: ShardKey, shard: bytes | bytearray | memoryview) -> None:
+        await asyncio.to_thread(self._put, key, shard)
+
+    async def get(self, key: ShardKey) -> bytes:
+        return await asyncio.to_thread(self._get, key)
+
+    async def get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
+        return await asyncio.to_thread(self._get_range, key, offset, length)
+
+    async def stat(self, key: ShardKey) -> ShardInfo:
+        return await asyncio.to_thread(self._stat, key)
+
+    async def list(self) -> AsyncIterator[ShardKey]:
+        for key in await asyncio.to_thread(self._list):
+            yield key
+
+    async def delete(self, key: ShardKey) -> None:
+        await asyncio.to_thread(self._delete, key)
+
+
+class MemoryShareStore:
+    """The in-memory fake: the same contract, for service tests that need no disk."""
+
+    def __init__(self) -> None:
+        self.shards: dict[ShardKey, bytes] = {}
+        self.trash: list[tuple[ShardKey, bytes]] = []
+
+    async def put(self, key: ShardKey, shard: bytes | bytearray | memoryview) -> None:
+        header = _check_put(key, shard)
+        existing = self.shards.get(key)
+        if existing is not None:
+            if existing[:SHARD_HEADER_LEN] != header.to_bytes():
+                raise ConflictError(f"shard {key.text} is already stored with other contents")
+            return
+        self.shards[key] = bytes(shard)
+
+    def _raw(self, key: ShardKey) -> bytes:
+        try:
+            return self.shards[key]
+        except KeyError:
+            raise NotFoundError(f"shard {key.text} is not stored here") from None
+
+    async def get(self, key: ShardKey) -> bytes:
+        raw = self._raw(key)
+        _check_put(key, raw)
+        return raw
+
+    async def get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
+        raw = self._raw(key)
+        _check_range(key, ShardHeader.parse(raw), offset, length)
+        start = SHARD_HEADER_LEN + offset
+        return raw[start : start + length]
+
+    async def stat(self, key: ShardKey) -> ShardInfo:
+        raw = self._raw(key)
+        return ShardInfo(key, ShardHeader.parse(raw), len(raw))
+
+    async def list(self) -> AsyncIterator[ShardKey]:
+        for key in list(self.shards):
+            yield key
+
+    async def delete(self, key: ShardKey) -> None:
+        raw = self.shards.pop(key, None)
+        if raw is not None:
+            self.trash.append((key, raw))
