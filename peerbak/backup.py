@@ -4,13 +4,14 @@ A :class:`Packer` runs in one worker thread of its own (it blocks on files and o
 uploads) and keeps three things busy at once:
 
 - the calling thread reads and chunks a stream and hashes each chunk (chunk ids),
-- a pool of sealing threads compresses and encrypts new chunks (zstd and libsodium
-  release the GIL, so these really run in parallel),
-- one shard thread erasure-codes each sealed pack, builds the shard containers with
-  their Merkle roots, and hands them to the stores on the event loop.
+- a pool of threads compresses new chunks (zstd releases the GIL), and the calling
+  thread encrypts each straight into the open pack buffer (so does libsodium),
+- one shard thread erasure-codes each sealed pack, computes the Merkle root of each
+  shard and hands the shards to the stores on the event loop.
 
-Two pack buffers alternate: one fills while the other is being sharded and uploaded,
-so memory stays at a few packs whatever the size of the input.
+WRITERS pack buffers take turns: one fills while the others are coded and stored.
+Data shards are views of the pack buffer and parity is written into buffers kept
+from pack to pack, so memory stays at a few packs whatever the size of the input.
 """
 
 from __future__ import annotations
@@ -31,11 +32,23 @@ from peerbak.codec import ErasureCode
 from peerbak.crypto import BlobType, NodeKeys, RandomBytes
 from peerbak.errors import InputError
 from peerbak.ids import ChunkId, PackId, ShardKey
-from peerbak.pack import BlobEntry, PackRecord, PackWriter, SealedBlob, make_shards, seal_blob
+from peerbak.pack import (
+    BlobEntry,
+    PackRecord,
+    PackWriter,
+    PlainBlob,
+    Shard,
+    make_shards,
+    prepare_blob,
+)
 from peerbak.ports import ShareStore
 
 #: Chunks being sealed at once; bounds memory to WINDOW × 4 MiB of plaintext.
 WINDOW: Final = 8
+#: Pack buffers: one filling, the others being coded and stored.
+WRITERS: Final = 3
+#: Streams up to this size are read whole and chunked in memory.
+SMALL_FILE: Final = 8 << 20
 ZSTD_LEVEL: Final = 3
 
 
@@ -62,8 +75,8 @@ class Packer:
     """Chunks, deduplicates, seals and stores; reports each stored pack to ``on_pack``.
 
     ``stores[i]`` receives shard ``i`` of every pack (placement picks the stores).
-    ``on_pack`` is called from the shard thread once every shard of a pack is durable;
-    only then may anything refer to the pack's chunks.
+    ``on_pack`` is called (from the calling thread) once every shard of a pack is
+    durable; only then may anything refer to the pack's chunks.
     """
 
     def __init__(
@@ -90,21 +103,39 @@ class Packer:
         self._on_pack = on_pack
         self._known: set[ChunkId] = set() if known is None else known
         self._compress = compress
-        self._seal_pool = ThreadPoolExecutor(threads, thread_name_prefix="peerbak-seal")
+        self._seal_pool = ThreadPoolExecutor(threads, thread_name_prefix="peerbak-compress")
         self._shard_pool = ThreadPoolExecutor(1, thread_name_prefix="peerbak-shard")
-        self._writers = [PackWriter(keys.data_key, target_size) for _ in range(2)]
-        self._jobs: list[Future[None] | None] = [None, None]
+        # A pack buffer is busy until its shards are stored (data shards are views of it).
+        self._writers = [PackWriter(keys.data_key, target_size) for _ in range(WRITERS)]
+        self._jobs: list[Future[tuple[PackRecord, Future[None]]] | None] = [None] * WRITERS
+        self._parity: list[list[bytearray]] = [[] for _ in range(WRITERS)]
         self._active = 0
-        self._pending: deque[Future[SealedBlob]] = deque()
+        self._pending: deque[Future[PlainBlob]] = deque()
         self._local = threading.local()
         self.stats = PackerStats()
 
     # -- input ------------------------------------------------------------------------------
 
     def add_stream(
-        self, stream: chunker.Readable, blob_type: BlobType = BlobType.DATA
+        self,
+        stream: chunker.Readable,
+        blob_type: BlobType = BlobType.DATA,
+        size_hint: int | None = None,
     ) -> list[ChunkId]:
-        """Chunk a stream to its end; the chunk ids in order describe its contents."""
+        """Chunk a stream to its end; the chunk ids in order describe its contents.
+
+        A stream expected to be small (``size_hint`` ≤ SMALL_FILE, most files) is read
+        whole and cut in memory: streaming costs a 4 MiB buffer per stream, 300 times
+        the work of cutting a 20 KB file. A file that grew since its size was taken is
+        streamed.
+        """
+        if size_hint is not None and size_hint <= SMALL_FILE:
+            t0 = time.perf_counter()
+            head = chunker.read_up_to(stream, size_hint + 1)
+            self.stats.timed("read+chunk", time.perf_counter() - t0)
+            if len(head) <= size_hint:
+                return [self.add_chunk(view, blob_type) for view in chunker.chunk_bytes(head)]
+            stream = chunker.Prefixed(head, stream)
         ids: list[ChunkId] = []
         it = chunker.chunks(stream)
         while True:
@@ -117,8 +148,8 @@ class Packer:
             self.stats.timed("read+chunk", time.perf_counter() - t0)
             ids.append(self.add_chunk(data, blob_type))
 
-    def add_chunk(self, data: bytes, blob_type: BlobType = BlobType.DATA) -> ChunkId:
-        """Hash one chunk and, if new, queue it for sealing. Returns its id."""
+    def add_chunk(self, data: bytes | memoryview, blob_type: BlobType = BlobType.DATA) -> ChunkId:
+        """Hash one chunk and, if new, queue it for compression. Returns its id."""
         t0 = time.perf_counter()
         ident = crypto.chunk_id(self._keys.chunk_id_key, data)
         self.stats.timed("hash", time.perf_counter() - t0)
@@ -129,8 +160,7 @@ class Packer:
         self._known.add(ident)
         self.stats.new_chunks += 1
         self.stats.new_bytes += len(data)
-        nonce = self._random(crypto.NONCE_LEN)
-        self._pending.append(self._seal_pool.submit(self._seal, blob_type, ident, data, nonce))
+        self._pending.append(self._seal_pool.submit(self._prepare, blob_type, ident, data))
         while len(self._pending) > WINDOW:
             self._append(self._pending.popleft().result())
         return ident
@@ -141,10 +171,8 @@ class Packer:
             self._append(self._pending.popleft().result())
         if self._writers[self._active].count:
             self._rotate()
-        for job in self._jobs:
-            if job is not None:
-                job.result()
-        self._jobs = [None, None]
+        for i in range(1, WRITERS + 1):  # oldest first
+            self._finish((self._active + i) % WRITERS)
 
     def close(self) -> None:
         for fut in self._pending:
@@ -152,57 +180,69 @@ class Packer:
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._shard_pool.shutdown(wait=True, cancel_futures=True)
 
-    # -- sealing threads ----------------------------------------------------------------
+    # -- compression threads ---------------------------------------------------------------
 
-    def _seal(self, blob_type: BlobType, ident: ChunkId, data: bytes, nonce: bytes) -> SealedBlob:
+    def _prepare(self, blob_type: BlobType, ident: ChunkId, data: bytes | memoryview) -> PlainBlob:
         t0 = time.perf_counter()
         compressor: zstandard.ZstdCompressor | None = None
         if self._compress:
             compressor = getattr(self._local, "zstd", None)
             if compressor is None:
                 compressor = self._local.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-        blob = seal_blob(self._keys.data_key, blob_type, ident, data, nonce, compressor)
-        self.stats.timed("compress+encrypt", time.perf_counter() - t0)
+        blob = prepare_blob(blob_type, ident, data, compressor)
+        self.stats.timed("compress", time.perf_counter() - t0)
         return blob
 
     # -- packs ----------------------------------------------------------------------------
 
-    def _append(self, blob: SealedBlob) -> None:
+    def _append(self, blob: PlainBlob) -> None:
+        """Encrypt into the active pack (libsodium, no GIL); seal it when full."""
         writer = self._writers[self._active]
-        writer.add(blob)
-        self.stats.stored_bytes += len(blob.data)
+        t0 = time.perf_counter()
+        self.stats.stored_bytes += writer.add(blob, self._random(crypto.NONCE_LEN))
+        self.stats.timed("encrypt", time.perf_counter() - t0)
         if writer.full:
             self._rotate()
 
     def _rotate(self) -> None:
-        """Seal the active pack, hand it to the shard thread, switch to the other buffer."""
-        writer = self._writers[self._active]
-        pack_id, view, entries = writer.seal(self._random(crypto.NONCE_LEN))
-        self._jobs[self._active] = self._shard_pool.submit(self._store_pack, pack_id, view, entries)
-        self._active ^= 1
-        previous = self._jobs[self._active]
-        if previous is not None:  # the other buffer is still being sharded: wait for it
-            t0 = time.perf_counter()
-            previous.result()
-            self.stats.timed("wait for shards", time.perf_counter() - t0)
-            self._jobs[self._active] = None
+        """Seal the active pack, hand it to the shard thread, move to the next buffer."""
+        slot = self._active
+        pack_id, view, entries = self._writers[slot].seal(self._random(crypto.NONCE_LEN))
+        self._jobs[slot] = self._shard_pool.submit(self._code_pack, slot, pack_id, view, entries)
+        self._active = (slot + 1) % WRITERS
+        self._finish(self._active)
 
-    def _store_pack(self, pack_id: PackId, view: memoryview, entries: list[BlobEntry]) -> None:
+    def _finish(self, slot: int) -> None:
+        """Wait until the pack in ``slot`` is stored; then report it and free its buffer."""
+        job = self._jobs[slot]
+        if job is None:
+            return
         t0 = time.perf_counter()
-        record, containers = make_shards(self._code, pack_id, view, entries)
-        t1 = time.perf_counter()
-        self.stats.timed("erasure+merkle", t1 - t0)
-        put = asyncio.run_coroutine_threadsafe(self._put_all(pack_id, containers), self._loop)
+        record, put = job.result()
         put.result()
-        self.stats.timed("store", time.perf_counter() - t1)
+        self.stats.timed("wait for store", time.perf_counter() - t0)
+        self._jobs[slot] = None
         self.stats.packs += 1
-        self.stats.shard_bytes += sum(len(c) for c in containers)
         self._on_pack(record)
 
-    async def _put_all(self, pack_id: PackId, containers: list[bytes]) -> None:
+    def _code_pack(
+        self, slot: int, pack_id: PackId, view: memoryview, entries: list[BlobEntry]
+    ) -> tuple[PackRecord, Future[None]]:
+        """Shard thread: code the pack and start storing its shards; coding the next pack
+        overlaps the storing of this one."""
+        t0 = time.perf_counter()
+        record, shards = make_shards(self._code, pack_id, view, entries, self._parity[slot])
+        self.stats.timed("erasure+merkle", time.perf_counter() - t0)
+        self.stats.shard_bytes += sum(s.header.size for s in shards)
+        put = asyncio.run_coroutine_threadsafe(self._put_all(pack_id, shards), self._loop)
+        return record, put
+
+    async def _put_all(self, pack_id: PackId, shards: list[Shard]) -> None:
+        t0 = time.perf_counter()
         await asyncio.gather(
             *(
                 store.put(ShardKey(pack_id, i), shard)
-                for i, (store, shard) in enumerate(zip(self._stores, containers, strict=True))
+                for i, (store, shard) in enumerate(zip(self._stores, shards, strict=True))
             )
         )
+        self.stats.timed("store", time.perf_counter() - t0)

@@ -187,11 +187,14 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 async def _pipeline(
-    source: Path, work: Path, k: int, n: int, threads: int, durable: bool
+    source: Path, work: Path, k: int, n: int, threads: int, durable: bool, holders_verify: bool
 ) -> dict[str, Any]:
     keys = NodeKeys.derive(bytes(range(32)))
     code = ErasureCode(k, n)
-    stores = [DirectoryShareStore(work / f"holder{i}", durable=durable) for i in range(n)]
+    stores = [
+        DirectoryShareStore(work / f"holder{i}", durable=durable, verify_puts=holders_verify)
+        for i in range(n)
+    ]
     records: list[PackRecord] = []
     packer = Packer(
         keys,
@@ -207,7 +210,7 @@ async def _pipeline(
         count = 0
         for path in _walk(source):
             with path.open("rb", buffering=0) as f:
-                packer.add_stream(f)
+                packer.add_stream(f, size_hint=os.fstat(f.fileno()).st_size)
             count += 1
         packer.flush()
         return count
@@ -276,10 +279,16 @@ def bench_pipeline(
     n: int = 5,
     threads: int = 2,
     durable: bool = True,
+    holders_verify: bool = False,
     source: Path | None = None,
     workdir: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Generate each dataset, back it up into n local holder directories, restore it."""
+    """Generate each dataset, back it up into n local holder directories, restore it.
+
+    The holders' own check of each shard they receive (its Merkle root, recomputed)
+    runs on their machines in a pool; ``holders_verify`` adds it to these cores too.
+    Restoring always verifies every shard, pack and chunk.
+    """
     base = Path(tempfile.mkdtemp(prefix="peerbak-bench-", dir=workdir))
     rows = []
     try:
@@ -290,13 +299,16 @@ def bench_pipeline(
             else:
                 data = Dataset(source, sum(1 for _ in _walk(source)), 0)
             gen_seconds = time.perf_counter() - t0
-            result = asyncio.run(_pipeline(data.root, base / "pool" / kind, k, n, threads, durable))
+            result = asyncio.run(
+                _pipeline(data.root, base / "pool" / kind, k, n, threads, durable, holders_verify)
+            )
             rows.append(
                 {
                     "data": kind,
                     "k": k,
                     "n": n,
                     "fsync": durable,
+                    "holders_verify": holders_verify,
                     "generate_seconds": round(gen_seconds, 2),
                     **result,
                 }

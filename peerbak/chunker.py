@@ -45,3 +45,32 @@ def chunk_bytes(data: bytes | memoryview) -> Iterator[memoryview]:
     for chunk in _cdc().cut_buf(data):
         view: memoryview = chunk.data
         yield view
+
+
+def read_up_to(stream: Readable, limit: int) -> memoryview:
+    """Up to ``limit`` bytes, fewer only at end of stream."""
+    buf = bytearray(limit)
+    view = memoryview(buf)
+    got = 0
+    while got < limit:
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return view[:got]
+
+
+class Prefixed:
+    """A stream that first replays bytes already read from it: for files that grew."""
+
+    def __init__(self, head: memoryview, rest: Readable) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readinto(self, buffer: memoryview, /) -> int | None:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._rest.readinto(buffer)

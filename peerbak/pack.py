@@ -51,36 +51,39 @@ class BlobEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class SealedBlob:
-    """A chunk compressed and encrypted, ready to be appended to a pack."""
+class PlainBlob:
+    """A chunk ready for a pack: compressed where that paid, not yet encrypted.
+
+    Compression runs in parallel threads; encryption happens as the blob is added,
+    straight into the pack buffer, so a chunk is never copied whole after compression.
+    """
 
     blob_type: BlobType
     compression: Compression
     ident: ChunkId
     plain_length: int
-    data: bytes
+    body: bytes | bytearray | memoryview
+
+    @property
+    def length(self) -> int:
+        """Bytes the blob takes in a pack once encrypted."""
+        return len(self.body) + crypto.BLOB_OVERHEAD
 
 
-def seal_blob(
-    data_key: bytes,
+def prepare_blob(
     blob_type: BlobType,
     ident: ChunkId,
     plaintext: bytes | bytearray | memoryview,
-    nonce: bytes,
     compressor: zstandard.ZstdCompressor | None,
-) -> SealedBlob:
-    """Compress (when it pays) and encrypt one chunk. Thread-safe given its own compressor."""
+) -> PlainBlob:
+    """Compress when it saves at least 1/32. Thread-safe given a compressor per thread."""
     if len(plaintext) > MAX_BLOB_PLAIN:
         raise InputError(f"blob of {len(plaintext)} bytes exceeds {MAX_BLOB_PLAIN}")
-    body: bytes | bytearray | memoryview = plaintext
-    compression = Compression.NONE
     if compressor is not None:
         packed: bytes = compressor.compress(plaintext)
         if len(packed) < len(plaintext) * (1 - _MIN_SAVING):
-            body, compression = packed, Compression.ZSTD
-    aad = crypto.blob_aad(blob_type, compression, ident)
-    sealed = crypto.encrypt(data_key, aad, body, nonce)
-    return SealedBlob(blob_type, compression, ident, len(plaintext), sealed)
+            return PlainBlob(blob_type, Compression.ZSTD, ident, len(plaintext), packed)
+    return PlainBlob(blob_type, Compression.NONE, ident, len(plaintext), plaintext)
 
 
 def open_blob(
@@ -129,8 +132,8 @@ class PackWriter:
             raise InputError(f"pack target size must be 1..{MAX_PACK // 4} bytes")
         self._key = data_key
         self.target_size = target_size
-        # calloc'd: pages cost memory only once written.
-        self._buf = bytearray(target_size + MAX_BLOB_PLAIN + 2 * crypto.BLOB_OVERHEAD)
+        # Room for the target plus one largest chunk; a larger blob (a big tree) grows it.
+        self._buf = bytearray(target_size + (4 << 20) + (64 << 10))
         self._used = 0
         self._entries: list[BlobEntry] = []
 
@@ -146,19 +149,29 @@ class PackWriter:
         """Time to seal: blobs plus the header they need reach the target size."""
         return self._used + ENTRY.size * self.count >= self.target_size
 
-    def add(self, blob: SealedBlob) -> None:
-        size = len(blob.data)
+    def _reserve(self, size: int) -> None:
+        """Grow by replacing, never resizing: an earlier pack's view may still be alive."""
+        if size > len(self._buf):
+            bigger = bytearray(size + (1 << 20))
+            bigger[: self._used] = self._buf[: self._used]
+            self._buf = bigger
+
+    def add(self, blob: PlainBlob, nonce: bytes) -> int:
+        """Encrypt ``blob`` into the pack; returns the bytes it took."""
+        size = blob.length
         if self.full:
             raise InputError("pack is full: seal it before adding more")
-        if self._used + size > len(self._buf):
-            self._buf.extend(bytes(self._used + size - len(self._buf)))
-        self._buf[self._used : self._used + size] = blob.data
+        self._reserve(self._used + size)
+        aad = crypto.blob_aad(blob.blob_type, blob.compression, blob.ident)
+        with memoryview(self._buf) as out:
+            crypto.encrypt_into(self._key, aad, blob.body, nonce, out[self._used :])
         self._entries.append(
             BlobEntry(
                 blob.blob_type, blob.compression, blob.ident, self._used, size, blob.plain_length
             )
         )
         self._used += size
+        return size
 
     def seal(self, nonce: bytes) -> tuple[PackId, memoryview, list[BlobEntry]]:
         """Write the encrypted header and trailer; return the pack and reset for the next."""
@@ -170,8 +183,7 @@ class PackWriter:
         aad = crypto.blob_aad(BlobType.PACK_HEADER, Compression.NONE, bytes(32))
         sealed = crypto.encrypt(self._key, aad, bytes(header), nonce)
         end = self._used + len(sealed) + TRAILER.size
-        if end > len(self._buf):
-            self._buf.extend(bytes(end - len(self._buf)))
+        self._reserve(end)
         self._buf[self._used : self._used + len(sealed)] = sealed
         self._buf[self._used + len(sealed) : end] = TRAILER.pack(
             len(sealed), PACK_MAGIC, crypto.FORMAT_VERSION
@@ -348,6 +360,12 @@ def verify_shard(raw: bytes | bytearray | memoryview) -> tuple[ShardHeader, memo
     """Header, length and Merkle root checked: the data returned is what was written."""
     header = ShardHeader.parse(raw)
     data = memoryview(raw)[SHARD_HEADER_LEN:]
+    check_shard_data(header, data)
+    return header, data
+
+
+def check_shard_data(header: ShardHeader, data: bytes | bytearray | memoryview) -> None:
+    """The data's length and Merkle root are the ones its header declares."""
     ident = f"{header.pack_id.hex()}.{header.index}"
     if len(data) != header.shard_length:
         raise IntegrityError(
@@ -363,7 +381,6 @@ def verify_shard(raw: bytes | bytearray | memoryview) -> tuple[ShardHeader, memo
             ident=ident,
             check="merkle-root",
         )
-    return header, data
 
 
 # --- a pack's record and its shards ----------------------------------------------------------
@@ -391,15 +408,60 @@ class PackRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """A shard as stores take it: header and data apart, so data can be a zero-copy view."""
+
+    header: ShardHeader
+    data: bytes | bytearray | memoryview
+
+    @property
+    def key_text(self) -> str:
+        return f"{self.header.pack_id.hex()}.{self.header.index}"
+
+    def to_bytes(self) -> bytes:
+        """The container as stored on disk: header then data."""
+        return self.header.to_bytes() + self.data
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | bytearray | memoryview) -> Shard:
+        """Parse and verify a whole container (header, length, Merkle root)."""
+        header, data = verify_shard(raw)
+        return cls(header, data)
+
+    def verify(self) -> None:
+        """Length and Merkle root of the data against the header."""
+        check_shard_data(self.header, self.data)
+
+
 def make_shards(
-    code: ErasureCode, pack_id: PackId, pack: memoryview, entries: list[BlobEntry]
-) -> tuple[PackRecord, list[bytes]]:
-    """Erasure-code a sealed pack into ``n`` shard containers and its record."""
-    containers = []
-    roots = []
-    for index, data in enumerate(code.encode(pack)):
-        header = build_shard_header(pack_id, index, code.k, code.n, len(pack), data)
-        containers.append(header.to_bytes() + data)
-        roots.append(header.root)
-    record = PackRecord(pack_id, code.k, code.n, len(pack), tuple(roots), tuple(entries))
-    return record, containers
+    code: ErasureCode,
+    pack_id: PackId,
+    pack: memoryview,
+    entries: list[BlobEntry],
+    parity: list[bytearray] | None = None,
+) -> tuple[PackRecord, list[Shard]]:
+    """Erasure-code a sealed pack into ``n`` shards and its record.
+
+    Data shards are views of ``pack`` (only a padded last one is copied); parity goes
+    into ``parity`` (m bytearrays the caller keeps from pack to pack; one too small is
+    replaced in the list), so coding a pack allocates nothing pack-sized.
+    """
+    size = code.shard_length(len(pack))
+    if parity is None:
+        parity = []
+    while len(parity) < code.m:
+        parity.append(bytearray())
+    for i in range(code.m):
+        if len(parity[i]) < size:
+            parity[i] = bytearray(size)
+    outs = [memoryview(buf)[:size] for buf in parity[: code.m]]
+    datas = code.encode(pack, parity_out=outs)
+    shards = []
+    for index, data in enumerate(datas):
+        shards.append(
+            Shard(build_shard_header(pack_id, index, code.k, code.n, len(pack), data), data)
+        )
+    roots = tuple(shard.header.root for shard in shards)
+    record = PackRecord(pack_id, code.k, code.n, len(pack), roots, tuple(entries))
+    return record, shards

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from peerbak.ids import ShardKey
-from peerbak.pack import ShardHeader
+from peerbak.pack import Shard, ShardHeader
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +32,8 @@ class ShareStore(Protocol):
     shard to the holder's trash; only the holder empties it.
     """
 
-    async def put(self, key: ShardKey, shard: bytes | bytearray | memoryview) -> None:
-        """Store a whole shard container durably (returns after fsync and rename).
+    async def put(self, key: ShardKey, shard: Shard) -> None:
+        """Store a shard durably (returns after fsync and rename).
 
         :raises IntegrityError: the container's header, length or Merkle root is wrong,
             or it is not the shard ``key`` names. Nothing is stored.
@@ -42,8 +42,8 @@ class ShareStore(Protocol):
         """
         ...
 
-    async def get(self, key: ShardKey) -> bytes:
-        """The whole container, verified against its own header and Merkle root.
+    async def get(self, key: ShardKey) -> Shard:
+        """The shard, verified against its own header and Merkle root.
 
         :raises NotFoundError: no such shard.
         :raises IntegrityError: the stored bytes are damaged.

@@ -17,10 +17,8 @@ from peerbak.crypto import NodeKeys
 from peerbak.errors import IntegrityError, NotEnoughShares, PeerbakError
 from peerbak.ids import ShardKey
 from peerbak.pack import (
-    SHARD_HEADER_LEN,
     BlobEntry,
     PackRecord,
-    ShardHeader,
     open_blob,
     pack_id_of,
     read_pack_header,
@@ -42,10 +40,8 @@ async def _fetch_shard(
     try:
         # The store has checked the data against the header's Merkle root (its
         # contract); what is left is that the header is the one we recorded.
-        raw = await store.get(ShardKey(record.pack_id, index))
-        header = ShardHeader.parse(raw)
-        data = memoryview(raw)[SHARD_HEADER_LEN:]
-        if header != record.header(index) or len(data) != header.shard_length:
+        shard = await store.get(ShardKey(record.pack_id, index))
+        if shard.header != record.header(index):
             raise IntegrityError(
                 f"shard {record.pack_id.hex()}.{index} is not the one recorded",
                 obj="shard",
@@ -54,7 +50,7 @@ async def _fetch_shard(
             )
     except PeerbakError as exc:
         return index, exc
-    return index, data
+    return index, memoryview(shard.data)
 
 
 async def fetch_pack(

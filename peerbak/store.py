@@ -33,16 +33,14 @@ from peerbak.errors import (
     StorageError,
 )
 from peerbak.ids import ShardKey
-from peerbak.pack import SHARD_HEADER_LEN, ShardHeader, verify_shard
+from peerbak.pack import SHARD_HEADER_LEN, Shard, ShardHeader
 from peerbak.ports import ShardInfo
 
 _FILE_MODE: Final = 0o600
 _DIR_MODE: Final = 0o700
 
 
-def _check_put(key: ShardKey, shard: bytes | bytearray | memoryview) -> ShardHeader:
-    """Verify a container fully and that it is the shard ``key`` names, before any write."""
-    header, _ = verify_shard(shard)
+def _check_key(key: ShardKey, header: ShardHeader) -> None:
     if header.pack_id != key.pack or header.index != key.index:
         raise IntegrityError(
             f"shard {key.text}: container holds {header.pack_id.hex()}.{header.index}",
@@ -50,7 +48,23 @@ def _check_put(key: ShardKey, shard: bytes | bytearray | memoryview) -> ShardHea
             ident=key.text,
             check="key",
         )
-    return header
+
+
+def _check_put(key: ShardKey, shard: Shard, verify: bool) -> None:
+    """Before any byte is written: the shard is the one ``key`` names and is intact."""
+    _check_key(key, shard.header)
+    if verify:
+        shard.verify()
+    elif len(shard.data) != shard.header.shard_length:
+        raise IntegrityError(
+            f"shard {key.text}: wrong length", obj="shard", ident=key.text, check="length"
+        )
+
+
+def _parse_stored(key: ShardKey, raw: bytes) -> Shard:
+    shard = Shard.from_bytes(raw)
+    _check_key(key, shard.header)
+    return shard
 
 
 def _check_range(key: ShardKey, header: ShardHeader, offset: int, length: int) -> None:
@@ -77,10 +91,16 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
 class DirectoryShareStore:
     """A :class:`~peerbak.ports.ShareStore` in a directory; blocking I/O runs in threads."""
 
-    def __init__(self, root: Path, *, durable: bool = True) -> None:
-        """``durable=False`` skips fsync: for benchmarks that measure everything else."""
+    def __init__(self, root: Path, *, durable: bool = True, verify_puts: bool = True) -> None:
+        """A store in ``root``, created if missing.
+
+        ``durable=False`` skips fsync, and ``verify_puts=False`` skips recomputing the
+        Merkle root of what is put: both only for a benchmark that measures the owner's
+        own work, where the writer is this process's coder and holders run elsewhere.
+        """
         self.root = root
         self.durable = durable
+        self.verify_puts = verify_puts
         self._shards = root / "shards"
         self._incoming = root / "incoming"
         self._trash = root / "trash"
@@ -98,8 +118,9 @@ class DirectoryShareStore:
 
     # -- blocking halves -------------------------------------------------------------------
 
-    def _put(self, key: ShardKey, shard: bytes | bytearray | memoryview) -> None:
-        header = _check_put(key, shard)
+    def _put(self, key: ShardKey, shard: Shard) -> None:
+        _check_put(key, shard, self.verify_puts)
+        header = shard.header
         final = self._path(key)
         if final.exists():
             self._same_or_conflict(key, final, header)
@@ -109,9 +130,10 @@ class DirectoryShareStore:
             final.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
             try:
-                view = memoryview(shard)
-                while view:
-                    view = view[os.write(fd, view) :]
+                for part in (header.to_bytes(), shard.data):
+                    view = memoryview(part)
+                    while view:
+                        view = view[os.write(fd, view) :]
                 if self.durable:
                     os.fsync(fd)
             finally:
@@ -143,10 +165,8 @@ class DirectoryShareStore:
         except OSError as exc:
             raise _storage_error(exc, f"cannot read shard {key.text}") from None
 
-    def _get(self, key: ShardKey) -> bytes:
-        raw = self._read(key)
-        _check_put(key, raw)
-        return raw
+    def _get(self, key: ShardKey) -> Shard:
+        return _parse_stored(key, self._read(key))
 
     def _read_header(self, key: ShardKey) -> tuple[ShardHeader, int]:
         try:
@@ -208,10 +228,10 @@ class DirectoryShareStore:
 
     # -- the port ---------------------------------------------------------------------------
 
-    async def put(self, key: ShardKey, shard: bytes | bytearray | memoryview) -> None:
+    async def put(self, key: ShardKey, shard: Shard) -> None:
         await asyncio.to_thread(self._put, key, shard)
 
-    async def get(self, key: ShardKey) -> bytes:
+    async def get(self, key: ShardKey) -> Shard:
         return await asyncio.to_thread(self._get, key)
 
     async def get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
@@ -235,14 +255,14 @@ class MemoryShareStore:
         self.shards: dict[ShardKey, bytes] = {}
         self.trash: list[tuple[ShardKey, bytes]] = []
 
-    async def put(self, key: ShardKey, shard: bytes | bytearray | memoryview) -> None:
-        header = _check_put(key, shard)
+    async def put(self, key: ShardKey, shard: Shard) -> None:
+        _check_put(key, shard, verify=True)
         existing = self.shards.get(key)
         if existing is not None:
-            if existing[:SHARD_HEADER_LEN] != header.to_bytes():
+            if existing[:SHARD_HEADER_LEN] != shard.header.to_bytes():
                 raise ConflictError(f"shard {key.text} is already stored with other contents")
             return
-        self.shards[key] = bytes(shard)
+        self.shards[key] = shard.to_bytes()
 
     def _raw(self, key: ShardKey) -> bytes:
         try:
@@ -250,10 +270,8 @@ class MemoryShareStore:
         except KeyError:
             raise NotFoundError(f"shard {key.text} is not stored here") from None
 
-    async def get(self, key: ShardKey) -> bytes:
-        raw = self._raw(key)
-        _check_put(key, raw)
-        return raw
+    async def get(self, key: ShardKey) -> Shard:
+        return _parse_stored(key, self._raw(key))
 
     async def get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
         raw = self._raw(key)

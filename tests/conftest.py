@@ -10,7 +10,7 @@ from peerbak import crypto
 from peerbak.codec import ErasureCode
 from peerbak.crypto import BlobType, NodeKeys
 from peerbak.ids import ShardKey
-from peerbak.pack import PackRecord, PackWriter, make_shards, seal_blob
+from peerbak.pack import PackRecord, PackWriter, Shard, make_shards, prepare_blob
 
 
 @pytest.fixture
@@ -25,15 +25,16 @@ def keys() -> NodeKeys:
 
 def build_pack(
     keys: NodeKeys, rng: random.Random, k: int = 3, n: int = 5, size: int = 40_000
-) -> tuple[PackRecord, list[bytes]]:
-    """One sealed pack of random chunks, erasure-coded: its record and shard containers."""
+) -> tuple[PackRecord, list[Shard]]:
+    """One sealed pack of random chunks, erasure-coded: its record and shards (own copies)."""
     writer = PackWriter(keys.data_key, 1 << 20)
     for part in range(3):
         data = rng.randbytes(size // 3 + part)
         ident = crypto.chunk_id(keys.chunk_id_key, data)
-        writer.add(seal_blob(keys.data_key, BlobType.DATA, ident, data, rng.randbytes(24), None))
+        writer.add(prepare_blob(BlobType.DATA, ident, data, None), rng.randbytes(24))
     pack_id, view, entries = writer.seal(rng.randbytes(24))
-    return make_shards(ErasureCode(k, n), pack_id, view, entries)
+    record, shards = make_shards(ErasureCode(k, n), pack_id, view, entries)
+    return record, [Shard(s.header, bytes(s.data)) for s in shards]
 
 
 def shard_keys(record: PackRecord) -> list[ShardKey]:

@@ -12,7 +12,7 @@ from peerbak.codec import ErasureCode
 from peerbak.crypto import NodeKeys
 from peerbak.errors import ConflictError, InputError, IntegrityError, NotFoundError
 from peerbak.ids import ShardKey
-from peerbak.pack import make_shards
+from peerbak.pack import Shard, make_shards
 from peerbak.ports import ShareStore
 from peerbak.store import DirectoryShareStore, MemoryShareStore
 from tests.conftest import build_pack, shard_keys
@@ -38,9 +38,9 @@ async def test_put_get_stat_list_round_trip(
     for key, raw in zip(shard_keys(record), shards, strict=True):
         await store.put(key, raw)
     for key, raw in zip(shard_keys(record), shards, strict=True):
-        assert await store.get(key) == raw
+        assert (await store.get(key)).to_bytes() == raw.to_bytes()
         info = await store.stat(key)
-        assert info.size == len(raw)
+        assert info.size == raw.header.size == len(raw.to_bytes())
         assert info.header == record.header(key.index)
     assert await _listed(store) == set(shard_keys(record))
 
@@ -52,9 +52,9 @@ async def test_get_range_reads_the_data_region(
     record, shards = build_pack(keys, rng)
     key = shard_keys(record)[2]
     await store.put(key, shards[2])
-    assert await store.get_range(key, 10, 100) == shards[2][100 + 10 : 100 + 110]
+    assert await store.get_range(key, 10, 100) == shards[2].data[10:110]
     length = record.header(2).shard_length
-    assert await store.get_range(key, length - 1, 1) == shards[2][-1:]
+    assert await store.get_range(key, length - 1, 1) == shards[2].data[-1:]
     for offset, size in [(length, 1), (-1, 5), (0, length + 1)]:
         with pytest.raises(InputError):
             await store.get_range(key, offset, size)
@@ -83,7 +83,7 @@ async def test_put_other_bytes_under_the_same_key_is_a_conflict(
     _, other = make_shards(ErasureCode(2, 4), record.pack_id, other_pack, [])
     with pytest.raises(ConflictError):
         await store.put(key, other[0])
-    assert await store.get(key) == shards[0]
+    assert (await store.get(key)).to_bytes() == shards[0].to_bytes()
 
 
 async def test_put_refuses_damaged_or_misnamed_shards_and_stores_nothing(
@@ -92,14 +92,14 @@ async def test_put_refuses_damaged_or_misnamed_shards_and_stores_nothing(
     store = make_store()
     record, shards = build_pack(keys, rng)
     key = shard_keys(record)[1]
-    damaged = bytearray(shards[1])
+    damaged = bytearray(shards[1].data)
     damaged[-5] ^= 0x10
     with pytest.raises(IntegrityError):
-        await store.put(key, bytes(damaged))
+        await store.put(key, Shard(shards[1].header, bytes(damaged)))
     with pytest.raises(IntegrityError):
         await store.put(shard_keys(record)[2], shards[1])
     with pytest.raises(IntegrityError):
-        await store.put(key, shards[1][:-1])
+        await store.put(key, Shard(shards[1].header, shards[1].data[:-1]))
     assert await _listed(store) == set()
 
 
@@ -127,7 +127,7 @@ async def test_delete_moves_to_trash_and_is_idempotent(
         await store.get(key)
     assert await _listed(store) == set()
     await store.put(key, shards[0])  # the owner may store it again
-    assert await store.get(key) == shards[0]
+    assert (await store.get(key)).to_bytes() == shards[0].to_bytes()
 
 
 async def test_damage_at_rest_is_reported_on_get(

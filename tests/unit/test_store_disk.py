@@ -20,7 +20,7 @@ async def test_leftover_incoming_files_are_swept_and_never_listed(
     store = DirectoryShareStore(tmp_path)
     _, shards = build_pack(keys, rng)
     half = tmp_path / "incoming" / "deadbeef.tmp"
-    half.write_bytes(shards[0][:500])  # what a crash mid-put leaves
+    half.write_bytes(shards[0].to_bytes()[:500])  # what a crash mid-put leaves
     assert [k async for k in store.list()] == []
     DirectoryShareStore(tmp_path)
     assert not half.exists()
@@ -52,7 +52,7 @@ async def test_trash_keeps_every_deleted_copy(
     await store.delete(key)
     trashed = sorted(p.name for p in (tmp_path / "trash").iterdir())
     assert trashed == [f"{key.text}.0", f"{key.text}.1"]
-    assert (tmp_path / "trash" / f"{key.text}.0").read_bytes() == shards[0]
+    assert (tmp_path / "trash" / f"{key.text}.0").read_bytes() == shards[0].to_bytes()
 
 
 async def test_foreign_files_in_the_store_are_ignored(
