@@ -230,6 +230,7 @@ async def _pipeline(
         "cores_used": round(cpu / wall, 2),
         "chunks": stats.chunks,
         "new_chunks": stats.new_chunks,
+        "new_bytes": stats.new_bytes,
         "stored_bytes": stats.stored_bytes,
         "ratio_stored_to_input": round(stats.stored_bytes / max(1, stats.bytes_in), 3),
         "packs": stats.packs,

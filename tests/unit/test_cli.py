@@ -1,0 +1,112 @@
+"""The command line: exit codes, one clear line on failure, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from peerbak.cli import EXIT_CODES, cli, parse_size
+from peerbak.errors import InputError
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_version_runs_as_a_module() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "peerbak", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("peerbak, version ")
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512", 512), ("64MiB", 64 << 20), ("2G", 2 << 30), ("1.5GiB", 3 << 29), ("4 k", 4096)],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-1", "5 MB MB", "1e9"])
+def test_bad_sizes(text: str) -> None:
+    with pytest.raises(InputError):
+        parse_size(text)
+
+
+def test_codec_benchmark_json_rows() -> None:
+    code, out, _ = _run(
+        "benchmark",
+        "codec",
+        "--pairs",
+        "3/5,2/3",
+        "--size",
+        "256KiB",
+        "--seconds",
+        "0.01",
+        "--json",
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["k"], r["n"]) for r in rows] == [(3, 5), (2, 3)]
+    assert all(r["encode_mb_s"] > 0 and r["decode_missing_mb_s"] > 0 for r in rows)
+    assert rows[0]["data_shards_missing"] == 2
+
+
+def test_pipeline_benchmark_round_trips_what_it_stored() -> None:
+    code, out, _ = _run(
+        "benchmark", "pipeline", "--data", "mixed", "--size", "6MiB", "--no-fsync", "--json"
+    )
+    assert code == 0
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    backup, restore = row["backup"], row["restore"]
+    assert backup["bytes_in"] >= 6 << 20
+    assert restore["bytes_out"] == backup["new_bytes"]
+    assert backup["packs"] >= 1
+    assert restore["shards_missing_per_pack"] == 2
+
+
+def test_human_tables_render() -> None:
+    code, out, _ = _run(
+        "benchmark", "codec", "--pairs", "2/3", "--size", "64KiB", "--seconds", "0.01"
+    )
+    assert code == 0
+    assert "encode" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["benchmark", "codec", "--pairs", "3-5"], "not a k/n pair"),
+        (["benchmark", "codec", "--pairs", "5/3"], "1 <= k < n <= 32"),
+        (["benchmark", "codec", "--size", "lots"], "not a size"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_64(args: list[str], message: str) -> None:
+    code, _, err = _run(*args)
+    assert code == EXIT_CODES["InputError"] == 64
+    assert err.count("\n") == 1
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_json_failure_ends_with_exit_error_line() -> None:
+    code, _, err = _run("benchmark", "codec", "--pairs", "3-5", "--json")
+    assert code == 64
+    last = json.loads(err.splitlines()[-1])
+    assert last == {
+        "message_type": "exit_error",
+        "code": 64,
+        "error": "InputError",
+        "message": last["message"],
+    }
+
+
+def test_unknown_option_is_exit_2() -> None:
+    code, _, _ = _run("benchmark", "codec", "--bogus")
+    assert code == 2
