@@ -8,6 +8,7 @@ the same bytes from run to run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import resource
 import shutil
@@ -23,9 +24,14 @@ import numpy as np
 from peerbak.backup import Packer
 from peerbak.codec import ErasureCode
 from peerbak.crypto import NodeKeys
-from peerbak.pack import PackRecord
+from peerbak.ids import NodeId, PackId, ShardKey
+from peerbak.link import PeerLink
+from peerbak.localpool import LocalNode, make_pool
+from peerbak.pack import PackRecord, Shard, build_shard_header
+from peerbak.pool import ssh_public_key
 from peerbak.restore import fetch_pack, read_blobs
 from peerbak.store import DirectoryShareStore
+from peerbak.transport import private_key
 
 MIB: Final = 1 << 20
 KINDS: Final = ("incompressible", "text", "mixed")
@@ -320,3 +326,74 @@ def bench_pipeline(
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return rows
+
+
+# --- transport --------------------------------------------------------------------------------
+
+
+async def _puts(link: PeerLink, shards: list[Shard], streams: int) -> float:
+    gate = asyncio.Semaphore(streams)
+
+    async def one(shard: Shard) -> None:
+        async with gate:
+            await link.put(ShardKey(shard.header.pack_id, shard.header.index), shard)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(s) for s in shards))
+    return time.perf_counter() - t0
+
+
+async def _transport(
+    holder: LocalNode, owner: LocalNode, size: int, streams: list[int]
+) -> list[dict[str, Any]]:
+    status = holder.status()
+    keys = owner.keys
+    link = PeerLink(
+        NodeId.from_hex(status["node"]),
+        status["addresses"],
+        ssh_public_key(holder.keys),
+        private_key(keys.ssh_seed),
+        channels=max(streams),
+        timeout=120,
+    )
+    rng = np.random.default_rng(7)
+    shard_length = (16 << 20) // 3  # one shard of a 16 MiB pack, 3-of-5
+    data = rng.bytes(shard_length)
+    template = build_shard_header(PackId(bytes(32)), 0, 3, 5, 3 * shard_length, data)
+    rows = []
+    try:
+        for count in streams:
+            shards = [
+                Shard(dataclasses.replace(template, pack_id=PackId(rng.bytes(32))), data)
+                for _ in range(max(count, size // shard_length))
+            ]
+            seconds = await _puts(link, shards, count)
+            moved = sum(s.header.size for s in shards)
+            rows.append(
+                {
+                    "streams": count,
+                    "bytes": moved,
+                    "seconds": round(seconds, 3),
+                    "mb_s": round(moved / seconds / 1e6, 1),
+                    "cipher": link.cipher,
+                }
+            )
+    finally:
+        await link.close()
+    return rows
+
+
+def bench_transport(
+    size: int, streams: list[int], workdir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Shard puts from one local daemon's owner keys to another daemon over SSH on
+    127.0.0.1: each put is verified (Merkle root) and fsynced by the holder."""
+    base = Path(tempfile.mkdtemp(prefix="peerbak-bench-", dir=workdir))
+    nodes: list[LocalNode] = []
+    try:
+        nodes = make_pool(base, ["holder", "owner"])
+        return asyncio.run(_transport(nodes[0], nodes[1], size, streams))
+    finally:
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -24,16 +24,22 @@ With ``--json``, a failing command writes one last line to stderr:
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, Final, NoReturn, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import click
 
 from peerbak import __version__
 from peerbak.errors import ALL_ERRORS, InputError, PeerbakError
+
+if TYPE_CHECKING:
+    from peerbak.home import Home
 
 T = TypeVar("T")
 
@@ -104,8 +110,224 @@ def emit_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) ->
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="peerbak")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-def cli(debug: bool) -> None:
+@click.option(
+    "--home",
+    "home",
+    type=click.Path(file_okay=False),
+    help="Node home (default: $PEERBAK_HOME, else the platform's data directory).",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, home: str | None) -> None:
     """peerbak: back up to a pool of friends, encrypted and erasure-coded over SSH."""
+    ctx.obj = home
+
+
+def _home_path() -> Path:
+    from peerbak.home import locate
+
+    return locate(click.get_current_context().find_root().obj)
+
+
+def _open_home() -> Home:
+    from peerbak.home import Home
+
+    return Home.open(_home_path())
+
+
+def _echo(as_json: bool, data: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(data) if as_json else text)
+
+
+@cli.command()
+@click.option("--name", default="", help="How friends see this node.")
+@click.option("--port", default=7420, show_default=True, help="SSH port (0: OS-chosen).")
+@click.option("--listen", default="0.0.0.0", show_default=True, help="Address to listen on.")  # noqa: S104
+@click.option("--no-lan", is_flag=True, help="Turn LAN discovery (mDNS) off.")
+@click.option("--json", "as_json", is_flag=True)
+def init(name: str, port: int, listen: str, no_lan: bool, as_json: bool) -> None:
+    """Create a node: its secret, config and ledger. Shows the recovery key once."""
+    from peerbak import pool as pool_mod
+    from peerbak.config import default_config_text
+    from peerbak.crypto import NodeKeys
+    from peerbak.home import Home
+    from peerbak.textcode import encode_recovery_key
+
+    def go() -> dict[str, Any]:
+        secret = os.urandom(32)
+        keys = NodeKeys.derive(secret)
+        text = default_config_text(name, port).replace(
+            'listen = "0.0.0.0"', f"listen = {json.dumps(listen)}"
+        )
+        if no_lan:
+            text = text.replace("lan = true", "lan = false")
+        home = Home.create(_home_path(), secret, text)
+        asyncio.run(_init_ledger(home))
+        key_text = encode_recovery_key(secret)
+        txt, png = home.write_recovery_kit(key_text, keys.node_id, name)
+        return {
+            "home": str(home.root),
+            "node": keys.node_id.hex(),
+            "ssh_key_fingerprint": _fingerprint(pool_mod.ssh_public_key(keys)),
+            "recovery_key": key_text,
+            "recovery_kit": [str(txt), str(png)],
+        }
+
+    info = run(as_json, go)
+    _echo(
+        as_json,
+        info,
+        f"Created node {info['node'][:12]} in {info['home']}\n\n"
+        f"Your recovery key (shown once; it is also in {info['recovery_kit'][0]}):\n\n"
+        f"    {info['recovery_key']}\n\n"
+        "Write it down or print the kit and keep it away from this machine: with it and\n"
+        "one friend's address you can get everything back if this machine is lost.\n"
+        "Next: `peerbak daemon`, then `peerbak invite` (start a pool) or `peerbak join TOKEN`.",
+    )
+
+
+def _fingerprint(raw: bytes) -> str:
+    from peerbak.transport import fingerprint
+
+    return fingerprint(raw)
+
+
+async def _init_ledger(home: Home) -> None:
+    from peerbak.ledger import Ledger
+
+    ledger = await Ledger.open(home.ledger_path)
+    await ledger.close()
+
+
+@cli.command()
+def daemon() -> None:
+    """Run the node in the foreground (systemd: Type=notify)."""
+    import logging
+
+    from peerbak.node import run_daemon
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per connection is noise
+    home = run(False, _open_home)
+    run(False, lambda: asyncio.run(run_daemon(home)))
+
+
+def _control(request: dict[str, Any]) -> dict[str, Any]:
+    from peerbak.control import call
+
+    home = _open_home()
+    return call(home.control_socket, request)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """The running node: id, address, pool members, bytes held for each."""
+    info = run(as_json, lambda: _control({"cmd": "status"}))
+    info.pop("ok", None)
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    click.echo(
+        f"node {info['node'][:12]} {info['name']!r}  port {info['port']}  "
+        f"pool {info['pool'][:12] if info['pool'] else '(none yet)'}"
+    )
+    _members_table(info["members"])
+
+
+def _members_table(members: list[dict[str, Any]]) -> None:
+    emit_table(
+        f"{len(members)} members",
+        ["node", "name", "addresses", "last seen", "held for it", "lent to it"],
+        (
+            (
+                m["node"][:12] + (" (this node)" if m["self"] else ""),
+                m["name"],
+                ", ".join(m["addresses"]),
+                _ago(m["last_seen"]),
+                _size(m["held_bytes"]),
+                _size(m["lent_bytes"]),
+            )
+            for m in members
+        ),
+    )
+
+
+def _ago(when: float | None) -> str:
+    import time
+
+    if when is None:
+        return "never"
+    seconds = max(0.0, time.time() - when)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def peers(as_json: bool) -> None:
+    """Pool members: addresses, last seen, bytes lent and used."""
+    info = run(as_json, lambda: _control({"cmd": "status"}))
+    if as_json:
+        click.echo(json.dumps(info["members"]))
+        return
+    _members_table(info["members"])
+
+
+@cli.command()
+@click.option("--expires", default="24h", show_default=True, help="e.g. 30min, 24h, 7d.")
+@click.option("--uses", default=1, show_default=True, help="How many nodes may join with it.")
+@click.option("--qr", is_flag=True, help="Also show the token as a QR code.")
+@click.option("--json", "as_json", is_flag=True)
+def invite(expires: str, uses: int, qr: bool, as_json: bool) -> None:
+    """Print a single-use, expiring token a friend passes to `peerbak join`."""
+    info = run(
+        as_json,
+        lambda: _control({"cmd": "invite", "ttl": parse_duration(expires), "uses": uses}),
+    )
+    token = info["token"]
+    if as_json:
+        click.echo(json.dumps({"token": token}))
+        return
+    click.echo(token)
+    if qr:
+        import segno
+
+        segno.make(token, error="m").terminal(compact=True)
+
+
+def parse_duration(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|min|m|h|d)?", text.strip())
+    if match is None:
+        raise InputError(f"not a duration: {text!r} (try 30min, 24h or 7d)")
+    scale = {"s": 1, "min": 60, "m": 60, "h": 3600, "d": 86400}[match.group(2) or "s"]
+    return float(match.group(1)) * scale
+
+
+@cli.command()
+@click.argument("token")
+@click.option("--json", "as_json", is_flag=True)
+def join(token: str, as_json: bool) -> None:
+    """Join the pool a friend invited this node to."""
+    from peerbak.node import join_pool
+
+    home = run(as_json, _open_home)
+    info = run(as_json, lambda: asyncio.run(join_pool(home, token)))
+    _echo(
+        as_json,
+        info,
+        f"Joined pool {info['pool'][:12]} through {info['inviter'][:12]}: "
+        f"{info['members']} members.",
+    )
 
 
 @cli.group()
@@ -259,7 +481,50 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         return
 
 
+@benchmark.command("transport")
+@click.option("--size", default="512MiB", show_default=True, help="Bytes of shards per run.")
+@click.option("--streams", default="1,4", show_default=True, help="Parallel puts per run.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where the two nodes live.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def benchmark_transport(size: str, streams: str, workdir: str | None, as_json: bool) -> None:
+    """Shard put MB/s between two local daemons over SSH (verified and fsynced)."""
+    from peerbak.benchmark import bench_transport
+
+    def go() -> list[dict[str, Any]]:
+        counts = [int(x) for x in streams.split(",") if x.strip().isdigit()]
+        if not counts or any(not 1 <= c <= 64 for c in counts):
+            raise InputError(f"--streams wants numbers 1..64 separated by commas, got {streams!r}")
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        return bench_transport(parse_size(size), counts, Path(workdir) if workdir else None)
+
+    rows = run(as_json, go)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    emit_table(
+        "shard puts over SSH on 127.0.0.1 (holder verifies and fsyncs)",
+        ["streams", "MiB", "seconds", "MB/s", "cipher"],
+        (
+            (r["streams"], round(r["bytes"] / (1 << 20)), r["seconds"], r["mb_s"], r["cipher"])
+            for r in rows
+        ),
+    )
+
+
 def main() -> None:
     """Console entry point: click's own usage errors exit 2, ours as documented above."""
     limit_malloc_arenas()
-    cli(prog_name="peerbak")
+    try:
+        cli.main(prog_name="peerbak", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("peerbak: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (Exception, KeyboardInterrupt) as exc:
+        _fail(exc, "--json" in sys.argv, "--debug" in sys.argv)

@@ -136,3 +136,35 @@ def verify_proof(
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == root
+
+
+class LeafHasher:
+    """Leaf hashes of data arriving in pieces of any size (a shard streamed by a peer)."""
+
+    __slots__ = ("_hashes", "_partial", "length")
+
+    def __init__(self) -> None:
+        self._hashes: list[bytes] = []
+        self._partial = bytearray()
+        self.length = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        self.length += len(view)
+        if self._partial:
+            take = LEAF_SIZE - len(self._partial)
+            self._partial += view[:take]
+            view = view[take:]
+            if len(self._partial) < LEAF_SIZE:
+                return
+            self._hashes.append(leaf_hash(self._partial))
+            self._partial = bytearray()
+        whole = len(view) - len(view) % LEAF_SIZE
+        if whole:
+            self._hashes.extend(leaf_hashes(view[:whole]))
+        self._partial += view[whole:]
+
+    def root(self) -> bytes:
+        """Root over everything so far (the last leaf may be short)."""
+        hashes = self._hashes + ([leaf_hash(self._partial)] if self._partial else [])
+        return MerkleTree(hashes).root

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from peerbak.ids import ShardKey
 from peerbak.pack import Shard, ShardHeader
+from peerbak.wire import Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,4 +83,48 @@ class Clock(Protocol):
 
     def now(self) -> float:
         """Seconds since the Unix epoch."""
+        ...
+
+
+class Channel(Protocol):
+    """One conversation with a peer: whole wire messages both ways."""
+
+    async def recv(self) -> Message | None:
+        """The next message; None when the peer closed the channel cleanly.
+
+        :raises RemoteProtocolError: the peer sent something malformed.
+        :raises PeerUnavailable: the connection broke.
+        """
+        ...
+
+    async def send(self, msg: Message) -> None: ...
+
+    async def send_data(self, data: bytes | bytearray | memoryview) -> None:
+        """``data`` as a run of Data messages."""
+        ...
+
+
+class HeldStore(Protocol):
+    """One owner's shards on this holder, as the holder service uses them."""
+
+    async def put_stream(
+        self, key: ShardKey, header: ShardHeader, data: AsyncIterator[bytes]
+    ) -> None:
+        """Store a shard arriving in pieces; visible only once complete and verified.
+
+        :raises IntegrityError: length or Merkle root differ from ``header``.
+        :raises ConflictError: other bytes are stored under ``key``.
+        """
+        ...
+
+    def read_data(self, key: ShardKey, offset: int, length: int) -> AsyncIterator[bytes]: ...
+
+    async def stat(self, key: ShardKey) -> ShardInfo: ...
+
+    def list(self) -> AsyncIterator[ShardKey]: ...
+
+    async def delete(self, key: ShardKey) -> None: ...
+
+    def usage(self) -> int:
+        """Bytes of live shards (blocking)."""
         ...

@@ -33,6 +33,7 @@ from peerbak.errors import (
     StorageError,
 )
 from peerbak.ids import ShardKey
+from peerbak.merkle import LeafHasher
 from peerbak.pack import SHARD_HEADER_LEN, Shard, ShardHeader
 from peerbak.ports import ShardInfo
 
@@ -88,6 +89,103 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
     return StorageError(f"{what}: {exc.strerror or exc}")
 
 
+class _Incoming:
+    """A shard being written under ``incoming/``: write its data, then commit or abort.
+
+    Commit checks the length (and, for streamed data, the Merkle root computed as the
+    bytes arrived), fsyncs, links the file under its final name and fsyncs the
+    directory. Abort removes the temporary file; it is also swept at the next open.
+    """
+
+    def __init__(
+        self, store: DirectoryShareStore, key: ShardKey, header: ShardHeader, final: Path
+    ) -> None:
+        self.key = key
+        self.header = header
+        self._store = store
+        self._final = final
+        self._hasher = LeafHasher()
+        self._tmp = store.incoming_dir / f"{secrets.token_hex(8)}.tmp"
+        try:
+            self._fd: int | None = os.open(
+                self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE
+            )
+            self._write_all(header.to_bytes())
+        except OSError as exc:
+            self.abort()
+            raise _storage_error(exc, f"cannot store shard {key.text}") from None
+
+    @property
+    def received(self) -> int:
+        return self._hasher.length
+
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def write(self, data: bytes | bytearray | memoryview, *, hash_leaves: bool = False) -> None:
+        if self._hasher.length + len(data) > self.header.shard_length:
+            raise IntegrityError(
+                f"shard {self.key.text}: more data than the {self.header.shard_length} declared",
+                obj="shard",
+                ident=self.key.text,
+                check="length",
+            )
+        try:
+            self._write_all(data)
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot store shard {self.key.text}") from None
+        if hash_leaves:
+            self._hasher.update(data)
+        else:
+            self._hasher.length += len(data)
+
+    def commit(self, *, check_root: bool = True) -> None:
+        key, header = self.key, self.header
+        if self._hasher.length != header.shard_length:
+            raise IntegrityError(
+                f"shard {key.text}: {self._hasher.length} data bytes, header says "
+                f"{header.shard_length}",
+                obj="shard",
+                ident=key.text,
+                check="length",
+            )
+        if check_root and self._hasher.root() != header.root:
+            raise IntegrityError(
+                f"shard {key.text}: data does not match its Merkle root",
+                obj="shard",
+                ident=key.text,
+                check="merkle-root",
+            )
+        assert self._fd is not None
+        try:
+            if self._store.durable:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self._final.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
+            try:
+                # link, not rename: it never replaces, so a racing put cannot overwrite.
+                os.link(self._tmp, self._final)
+            except FileExistsError:
+                self._store.same_or_conflict(key, self._final, header)
+            else:
+                if self._store.durable:
+                    _fsync_dir(self._final.parent)
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot store shard {key.text}") from None
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._tmp.unlink(missing_ok=True)
+
+
 class DirectoryShareStore:
     """A :class:`~peerbak.ports.ShareStore` in a directory; blocking I/O runs in threads."""
 
@@ -102,12 +200,12 @@ class DirectoryShareStore:
         self.durable = durable
         self.verify_puts = verify_puts
         self._shards = root / "shards"
-        self._incoming = root / "incoming"
+        self.incoming_dir = root / "incoming"
         self._trash = root / "trash"
         try:
-            for d in (root, self._shards, self._incoming, self._trash):
+            for d in (root, self._shards, self.incoming_dir, self._trash):
                 d.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-            for leftover in self._incoming.iterdir():
+            for leftover in self.incoming_dir.iterdir():
                 leftover.unlink()
         except OSError as exc:
             raise _storage_error(exc, f"cannot open shard store {root}") from None
@@ -120,38 +218,25 @@ class DirectoryShareStore:
 
     def _put(self, key: ShardKey, shard: Shard) -> None:
         _check_put(key, shard, self.verify_puts)
-        header = shard.header
+        incoming = self._begin(key, shard.header)
+        if incoming is None:
+            return
+        try:
+            incoming.write(shard.data)
+            incoming.commit(check_root=False)  # checked whole above (or trusted)
+        finally:
+            incoming.abort()
+
+    def _begin(self, key: ShardKey, header: ShardHeader) -> _Incoming | None:
+        """A new incoming file for ``key``, or None when the same shard is already stored."""
+        _check_key(key, header)
         final = self._path(key)
         if final.exists():
-            self._same_or_conflict(key, final, header)
-            return
-        tmp = self._incoming / f"{secrets.token_hex(8)}.tmp"
-        try:
-            final.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
-            try:
-                for part in (header.to_bytes(), shard.data):
-                    view = memoryview(part)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                if self.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                # link, not rename: it never replaces, so a racing put cannot overwrite.
-                os.link(tmp, final)
-            except FileExistsError:
-                self._same_or_conflict(key, final, header)
-            else:
-                if self.durable:
-                    _fsync_dir(final.parent)
-        except OSError as exc:
-            raise _storage_error(exc, f"cannot store shard {key.text}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+            self.same_or_conflict(key, final, header)
+            return None
+        return _Incoming(self, key, header, final)
 
-    def _same_or_conflict(self, key: ShardKey, final: Path, header: ShardHeader) -> None:
+    def same_or_conflict(self, key: ShardKey, final: Path, header: ShardHeader) -> None:
         with final.open("rb") as f:
             existing = f.read(SHARD_HEADER_LEN)
         if existing != header.to_bytes():
@@ -182,19 +267,7 @@ class DirectoryShareStore:
     def _get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
         header, _ = self._read_header(key)
         _check_range(key, header, offset, length)
-        try:
-            fd = os.open(self._path(key), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFoundError(f"shard {key.text} is not stored here") from None
-        try:
-            data = os.pread(fd, length, SHARD_HEADER_LEN + offset)
-        finally:
-            os.close(fd)
-        if len(data) != length:
-            raise IntegrityError(
-                f"shard {key.text} is truncated", obj="shard", ident=key.text, check="length"
-            )
-        return data
+        return self._pread(key, offset, length)
 
     def _stat(self, key: ShardKey) -> ShardInfo:
         header, size = self._read_header(key)
@@ -225,6 +298,60 @@ class DirectoryShareStore:
                 _fsync_dir(src.parent)
             return
         raise StorageError(f"shard {key.text}: trash holds too many copies")
+
+    # -- for a holder: streamed puts and reads, usage -------------------------------------
+
+    async def put_stream(
+        self, key: ShardKey, header: ShardHeader, data: AsyncIterator[bytes]
+    ) -> None:
+        """Store a shard whose data arrives in pieces; nothing is visible unless it all
+        arrives and matches the header's length and Merkle root."""
+        incoming = await asyncio.to_thread(self._begin, key, header)
+        if incoming is None:
+            async for _ in data:  # the same shard is stored: drain and agree
+                pass
+            return
+        try:
+            async for piece in data:
+                await asyncio.to_thread(incoming.write, piece, hash_leaves=True)
+            await asyncio.to_thread(incoming.commit)
+        finally:
+            incoming.abort()
+
+    async def read_data(
+        self, key: ShardKey, offset: int, length: int, piece: int = 1 << 20
+    ) -> AsyncIterator[bytes]:
+        """The shard's data from ``offset``, ``length`` bytes, in pieces (not verified)."""
+        header, _ = await asyncio.to_thread(self._read_header, key)
+        _check_range(key, header, offset, length)
+        end = offset + length
+        while offset < end:
+            size = min(piece, end - offset)
+            yield await asyncio.to_thread(self._pread, key, offset, size)
+            offset += size
+
+    def _pread(self, key: ShardKey, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFoundError(f"shard {key.text} is not stored here") from None
+        try:
+            data = os.pread(fd, length, SHARD_HEADER_LEN + offset)
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise IntegrityError(
+                f"shard {key.text} is truncated", obj="shard", ident=key.text, check="length"
+            )
+        return data
+
+    def usage(self) -> int:
+        """Bytes of live shards (blocking: a directory walk; call from a thread)."""
+        total = 0
+        for sub in self._shards.iterdir():
+            for entry in os.scandir(sub):
+                total += entry.stat(follow_symlinks=False).st_size
+        return total
 
     # -- the port ---------------------------------------------------------------------------
 

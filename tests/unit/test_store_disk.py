@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from peerbak.crypto import NodeKeys
-from peerbak.errors import StorageError
+from peerbak.errors import IntegrityError, StorageError
+from peerbak.pack import Shard
 from peerbak.store import DirectoryShareStore
 from tests.conftest import build_pack, shard_keys
 
@@ -68,3 +70,59 @@ def test_a_root_that_cannot_be_a_directory_is_a_storage_error(tmp_path: Path) ->
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(StorageError, match="cannot open shard store"):
         DirectoryShareStore(tmp_path / "file" / "sub")
+
+
+async def _pieces(data: bytes, sizes: list[int]) -> AsyncIterator[bytes]:
+    at = 0
+    for size in sizes:
+        yield data[at : at + size]
+        at += size
+    if at < len(data):
+        yield data[at:]
+
+
+async def test_streamed_put_in_odd_pieces_verifies_and_reads_back(
+    tmp_path: Path, keys: NodeKeys, rng: random.Random
+) -> None:
+    store = DirectoryShareStore(tmp_path)
+    record, shards = build_pack(keys, rng)
+    key = shard_keys(record)[3]
+    data = bytes(shards[3].data)
+    await store.put_stream(key, shards[3].header, _pieces(data, [1, 4095, 4097, 3, 10_000]))
+    assert (await store.get(key)).to_bytes() == shards[3].to_bytes()
+    read = b"".join([p async for p in store.read_data(key, 5, len(data) - 5, piece=777)])
+    assert read == data[5:]
+    assert store.usage() == shards[3].header.size
+
+
+@pytest.mark.parametrize("damage", ["flip", "short", "long"])
+async def test_streamed_put_that_does_not_match_leaves_nothing(
+    tmp_path: Path, keys: NodeKeys, rng: random.Random, damage: str
+) -> None:
+    store = DirectoryShareStore(tmp_path)
+    record, shards = build_pack(keys, rng)
+    key = shard_keys(record)[0]
+    data = bytearray(shards[0].data)
+    if damage == "flip":
+        data[len(data) // 2] ^= 1
+    elif damage == "short":
+        del data[-1]
+    else:
+        data += b"\x00"
+    with pytest.raises(IntegrityError):
+        await store.put_stream(key, shards[0].header, _pieces(bytes(data), [4096]))
+    assert [k async for k in store.list()] == []
+    assert list((tmp_path / "incoming").iterdir()) == []
+
+
+async def test_streamed_put_of_a_stored_shard_agrees_or_conflicts(
+    tmp_path: Path, keys: NodeKeys, rng: random.Random
+) -> None:
+    store = DirectoryShareStore(tmp_path)
+    record, shards = build_pack(keys, rng)
+    key = shard_keys(record)[0]
+    await store.put(key, shards[0])
+    await store.put_stream(key, shards[0].header, _pieces(bytes(shards[0].data), []))
+    other = Shard(shards[1].header, shards[1].data)
+    with pytest.raises(IntegrityError):  # a container for index 1 under key index 0
+        await store.put_stream(key, other.header, _pieces(bytes(other.data), []))

@@ -1,0 +1,199 @@
+"""The node's configuration: TOML, validated on decode, errors that name file, line and key.
+
+Pure: it parses the text it is given. Keys are snake_case, as written by
+:func:`default_config_text`. Sizes are bytes, or text such as ``"500GiB"``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from peerbak.errors import ConfigError, InputError
+from peerbak.ids import NodeId
+
+_SIZE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)", re.IGNORECASE)
+_HOST_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+GIB: Final = 1 << 30
+
+
+def parse_size(text: str | int) -> int:
+    """``512``, ``"64MiB"``, ``"2G"``, ``"1.5GiB"`` → bytes (powers of 1024)."""
+    if isinstance(text, bool):
+        raise InputError(f"not a size: {text!r} (try 500GiB)")
+    if isinstance(text, int):
+        if text < 0:
+            raise InputError(f"a size cannot be negative: {text}")
+        return text
+    match = _SIZE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise InputError(f"not a size: {text!r} (try 500GiB)")
+    unit = match.group(2).lower()
+    return int(float(match.group(1)) * (1 << (10 * " kmgtp".index(unit or " "))))
+
+
+def _check_host_port(address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"not a host:port address: {address!r}")
+    _check_host(host)
+
+
+def _check_host(host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if _HOST_RE.fullmatch(host) is None:
+            raise InputError(f"not an address or host name: {host!r}") from None
+
+
+Size = int | str
+
+
+class NodeSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    listen: str = "0.0.0.0"  # noqa: S104 - a node serves its friends on every interface
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 7420
+    advertise: Annotated[list[str], msgspec.Meta(max_length=16)] = []
+
+
+class StorageSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    lend: Size = 50 * GIB
+    reserve_free: Size = 5 * GIB
+    lend_to: dict[str, Size] = {}
+
+
+class DiscoverySection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    lan: bool = True
+
+
+class Storage(msgspec.Struct, frozen=True):
+    """The storage section with every size resolved to bytes."""
+
+    lend: int
+    reserve_free: int
+    lend_to: dict[NodeId, int]
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    node: NodeSection = msgspec.field(default_factory=NodeSection)
+    storage_section: StorageSection = msgspec.field(default_factory=StorageSection, name="storage")
+    discovery: DiscoverySection = msgspec.field(default_factory=DiscoverySection)
+
+    @property
+    def storage(self) -> Storage:
+        s = self.storage_section
+        return Storage(
+            parse_size(s.lend),
+            parse_size(s.reserve_free),
+            {NodeId.from_hex(k): parse_size(v) for k, v in s.lend_to.items()},
+        )
+
+    def lend_for(self, member: NodeId) -> int:
+        """What this node lends ``member``: its override, else the default."""
+        storage = self.storage
+        return storage.lend_to.get(member, storage.lend)
+
+
+def _line_of(text: str, path: list[str]) -> int | None:
+    """The line of ``a.b.key`` in TOML text: the key inside its [table], or the table."""
+    table: list[str] = []
+    found_table: int | None = None
+    want_table, key = path[:-1], path[-1] if path else ""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        header = re.fullmatch(r"\[\s*([^\[\]]+?)\s*\]", line)
+        if header:
+            table = [part.strip() for part in header.group(1).split(".")]
+            if table == path:
+                found_table = number
+            continue
+        name = line.split("=", 1)[0].strip().strip('"')
+        if "=" in line and table == want_table and name == key:
+            return number
+    return found_table
+
+
+def _fail(source: str, text: str, path: list[str], why: str) -> ConfigError:
+    line = _line_of(text, path)
+    where = f"{source} line {line}" if line else source
+    key = ".".join(path) or "(top level)"
+    return ConfigError(f"{where}: {key}: {why}")
+
+
+def parse_config(text: str, source: str = "config.toml") -> Config:
+    """Decode and check; every error names the file, the line and the key."""
+    try:
+        raw: Any = msgspec.toml.decode(text)
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = re.search(r" - at `\$((?:\.[^`.\[]+|\[[^\]]*\])*)`", message)
+        path = [p for p in re.findall(r"\.([^.`\[]+)", match.group(1))] if match else []
+        unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
+        if unknown:
+            raise _fail(source, text, [*path, unknown.group(1)], "unknown key") from None
+        why = message.split(" - at ", maxsplit=1)[0]
+        raise _fail(source, text, path, why) from None
+    _check(config, text, source)
+    return config
+
+
+def _check(config: Config, text: str, source: str) -> None:
+    try:
+        _check_host(config.node.listen)
+    except InputError as exc:
+        raise _fail(source, text, ["node", "listen"], str(exc)) from None
+    for address in config.node.advertise:
+        try:
+            _check_host_port(address)
+        except InputError as exc:
+            raise _fail(source, text, ["node", "advertise"], str(exc)) from None
+    s = config.storage_section
+    for key, value in (("lend", s.lend), ("reserve_free", s.reserve_free)):
+        try:
+            parse_size(value)
+        except InputError as exc:
+            raise _fail(source, text, ["storage", key], str(exc)) from None
+    for member, value in s.lend_to.items():
+        try:
+            NodeId.from_hex(member)
+            parse_size(value)
+        except InputError as exc:
+            raise _fail(source, text, ["storage", "lend_to", member], str(exc)) from None
+
+
+def default_config_text(name: str, port: int) -> str:
+    """The commented config that ``peerbak init`` writes."""
+    return f"""# peerbak node configuration (TOML). Sizes: bytes or text such as "500GiB".
+
+[node]
+# How friends see this node.
+name = {msgspec.json.encode(name).decode()}
+# Address and port of the SSH server friends connect to (port 0: chosen by the OS).
+listen = "0.0.0.0"
+port = {int(port)}
+# Addresses friends should dial ("host:port"), e.g. your router's forwarded port.
+# Empty: this machine's own addresses.
+advertise = []
+
+[storage]
+# What this node lends each member of the pool.
+lend = "50GiB"
+# Never fill the disk below this.
+reserve_free = "5GiB"
+
+# Per-member overrides: node id = size.
+[storage.lend_to]
+
+[discovery]
+# Find members on the local network (mDNS). Only updates addresses of known members.
+lan = true
+"""

@@ -1,0 +1,589 @@
+"""The node daemon: composition root. Everything is wired together here and nowhere else.
+
+``peerbak daemon`` runs :func:`run_daemon` in the foreground: the SSH server that
+friends talk to (holder requests, roster gossip, joins), the control socket that the
+CLI talks to, LAN discovery, and systemd notifications (READY, STOPPING, WATCHDOG)
+over ``$NOTIFY_SOCKET`` without any dependency. SIGTERM or SIGINT stops accepting,
+gives sessions in flight a moment to finish, and exits 0; an interrupted put leaves
+only a temporary file, swept at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from peerbak import __version__, pool, transport, wire
+from peerbak.config import Config
+from peerbak.crypto import NodeKeys, RandomBytes
+from peerbak.errors import (
+    ConfigError,
+    InputError,
+    IntegrityError,
+    PeerbakError,
+    RemoteProtocolError,
+    StorageError,
+)
+from peerbak.holder import Holder
+from peerbak.home import DaemonState, Home
+from peerbak.ids import NodeId
+from peerbak.ledger import InviteStatus, Ledger
+from peerbak.link import SOFTWARE, PeerLink
+from peerbak.store import DirectoryShareStore
+from peerbak.transport import Caller, FramedChannel
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE: Final = 10.0
+PUSH_TIMEOUT: Final = 10.0
+CONTROL_MAX_LINE: Final = 64 << 10
+
+
+def local_addresses(config: Config, port: int) -> list[str]:
+    """What this node tells friends: ``advertise`` if set, else the listen address, else
+    this host's addresses (loopback last, for pools on one machine)."""
+    if config.node.advertise:
+        return list(config.node.advertise)
+    listen = config.node.listen
+    if listen not in ("0.0.0.0", "::", ""):  # noqa: S104 - a comparison, not a bind
+        return [_join_host_port(listen, port)]
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            host = str(info[4][0])
+            if host not in found and not ipaddress.ip_address(host).is_loopback:
+                found.append(host)
+    return [_join_host_port(h, port) for h in [*found, "127.0.0.1"]]
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Node:
+    """A running node: roster, holder, links to members, invites. Implements ServerHooks."""
+
+    def __init__(
+        self,
+        home: Home,
+        config: Config,
+        keys: NodeKeys,
+        ledger: Ledger,
+        roster: pool.Roster | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        random_bytes: RandomBytes = os.urandom,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self.keys = keys
+        self.ledger = ledger
+        self.roster = roster
+        self.clock = clock
+        self.random_bytes = random_bytes
+        self.node_id = keys.node_id
+        self.ssh_key = transport.private_key(keys.ssh_seed)
+        self.ssh_public = pool.ssh_public_key(keys)
+        self.port = 0
+        self.addresses: list[str] = []
+        self.links: dict[bytes, PeerLink] = {}
+        self.stopping = asyncio.Event()
+        self._sessions: set[asyncio.Task[Any]] = set()
+        self._by_ssh: dict[bytes, bytes] = {}
+        self._open_invites = False
+        self._refresh_keys()
+        self.holder = Holder(
+            store_for=self._held_store,
+            lend_for=config.lend_for,
+            free_bytes=lambda: shutil.disk_usage(home.held_dir).free,
+            reserve=config.storage.reserve_free,
+        )
+        self._stores: dict[NodeId, DirectoryShareStore] = {}
+
+    # -- roster ---------------------------------------------------------------------------
+
+    def _refresh_keys(self) -> None:
+        if self.roster is None:
+            return
+        self._by_ssh = {ssh: node for node, ssh in self.roster.ssh_keys().items()}
+        for record in self.roster.members():
+            if record.node == bytes(self.node_id):
+                continue
+            link = self.links.get(record.node)
+            if link is None or link.host_key != record.ssh_key:
+                self.links[record.node] = PeerLink(
+                    NodeId(record.node), record.addresses, record.ssh_key, self.ssh_key
+                )
+            else:
+                link.addresses = list(record.addresses)
+        for node in list(self.links):
+            if not self.roster.is_member(node):
+                self.links.pop(node)
+
+    async def apply_records(self, blobs: list[bytes]) -> int:
+        """Apply gossiped records; persist the accepted ones. Returns how many changed."""
+        if self.roster is None:
+            return 0
+        changed = sum(self.roster.apply(blob) for blob in blobs)
+        if changed:
+            await self.ledger.add_records(self.roster.blobs(), self.clock())
+            self._refresh_keys()
+        return changed
+
+    async def reload_roster(self) -> None:
+        """Re-read the roster from the ledger (after ``peerbak join`` wrote to it)."""
+        pool_id = await self.ledger.get_meta("pool")
+        if pool_id is None:
+            return
+        if self.roster is None or self.roster.pool != pool_id:
+            self.roster = pool.Roster(pool_id)
+        for blob in await self.ledger.records():  # replay makes the order irrelevant
+            self.roster.apply(blob)
+        self._refresh_keys()
+
+    async def found_pool(self) -> None:
+        """Start a pool with this node as its only member (on the first invite)."""
+        pool_id = self.random_bytes(16)
+        blob = pool.found_pool(
+            self.keys, pool_id, self.config.node.name, self.addresses, self.ssh_public
+        )
+        await self.ledger.add_records([blob], self.clock())
+        await self.ledger.set_meta("pool", pool_id)
+        await self.reload_roster()
+
+    async def push(self, blobs: list[bytes], exclude: bytes = b"") -> dict[str, str]:
+        """Gossip records to every other member, in parallel; returns failures by member."""
+        links = [link for node, link in self.links.items() if node != exclude]
+
+        async def one(link: PeerLink) -> tuple[str, str]:
+            try:
+                async with asyncio.timeout(PUSH_TIMEOUT):
+                    await link.push_roster(blobs)
+            except (PeerbakError, TimeoutError) as exc:
+                return link.node.short, str(exc) or "timeout"
+            return link.node.short, ""
+
+        results = await asyncio.gather(*(one(link) for link in links))
+        return {node: error for node, error in results if error}
+
+    async def publish_self(self) -> None:
+        """Re-sign our own record when our addresses changed, and gossip it."""
+        mine = self.roster.record(bytes(self.node_id)) if self.roster else None
+        if self.roster is None or mine is None or list(mine.addresses) == self.addresses:
+            return
+        blob = self.roster.update(self.keys, addresses=self.addresses)
+        await self.apply_records([blob])
+        failures = await self.push([blob])
+        for node, error in failures.items():
+            log.info("could not tell %s our new address: %s", node, error)
+
+    # -- ServerHooks ------------------------------------------------------------------------
+
+    def member_for_key(self, ssh_key: bytes) -> bytes | None:
+        return self._by_ssh.get(ssh_key)
+
+    def guests_allowed(self) -> bool:
+        """Keys outside the roster may log in (to join, nothing else) only while this
+        node has an open invite; otherwise SSH refuses them at authentication."""
+        return self._open_invites and not self.stopping.is_set()
+
+    async def refresh_guests(self) -> None:
+        self._open_invites = await self.ledger.has_open_invites(self.clock())
+
+    async def serve(self, caller: Caller, channel: FramedChannel) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            await self._conversation(caller, channel)
+        except PeerbakError as exc:
+            with contextlib.suppress(PeerbakError):
+                await channel.send(wire.error_from(exc))
+        finally:
+            self._sessions.discard(task)
+
+    async def _conversation(self, caller: Caller, chan: FramedChannel) -> None:
+        hello = await chan.recv()
+        if not isinstance(hello, wire.Hello):
+            raise RemoteProtocolError("a session must start with Hello")
+        if wire.PROTOCOL_VERSION not in hello.versions:
+            await chan.send(
+                wire.Error(
+                    code="version", message=f"this node speaks wire v{wire.PROTOCOL_VERSION}"
+                )
+            )
+            return
+        await chan.send(
+            wire.Welcome(version=wire.PROTOCOL_VERSION, software=SOFTWARE, node=bytes(self.node_id))
+        )
+        if caller.node is None:
+            request = await chan.recv()
+            if not isinstance(request, wire.JoinRequest):
+                raise RemoteProtocolError("a key outside the roster may only ask to join")
+            await chan.send(await self.admit(caller.ssh_key, request))
+            return
+        owner = NodeId(caller.node)
+        await self.ledger.touch_member(caller.node, self.clock())
+        while (msg := await chan.recv()) is not None:
+            if isinstance(msg, wire.RosterPush):
+                accepted = await self.apply_records(list(msg.records))
+                await chan.send(wire.RosterAck(accepted=accepted))
+                continue
+            try:
+                handled = await self.holder.handle(owner, chan, msg)
+            except PeerbakError as exc:
+                await chan.send(wire.error_from(exc))
+                if isinstance(msg, wire.PutShard) or isinstance(exc, RemoteProtocolError):
+                    return  # the rest of this stream cannot be framed: end the session
+                continue
+            if not handled:
+                raise RemoteProtocolError(f"unexpected {type(msg).__name__} from a member")
+
+    def open_held_stores(self) -> None:
+        """Open every owner's store once at start: that sweeps writes a crash cut short."""
+        if not self.home.held_dir.exists():
+            return
+        for entry in self.home.held_dir.iterdir():
+            with contextlib.suppress(InputError):
+                self._held_store(NodeId.from_hex(entry.name))
+
+    def _held_store(self, owner: NodeId) -> DirectoryShareStore:
+        store = self._stores.get(owner)
+        if store is None:
+            store = DirectoryShareStore(self.home.holder_dir(owner))
+            self._stores[owner] = store
+        return store
+
+    # -- invites and joins --------------------------------------------------------------------
+
+    async def create_invite(self, ttl: float, uses: int) -> str:
+        if not 60 <= ttl <= 30 * 86400 or not 1 <= uses <= 100:
+            raise InputError("an invite lasts 1 minute to 30 days and admits 1 to 100 nodes")
+        if self.roster is None:
+            await self.found_pool()
+        assert self.roster is not None
+        invite, verifier = pool.new_invite(
+            self.keys,
+            self.roster.pool,
+            self.ssh_public,
+            self.addresses,
+            self.clock(),
+            ttl,
+            self.random_bytes,
+        )
+        await self.ledger.add_invite(
+            invite.invite_id, verifier, self.clock(), float(invite.expires), uses
+        )
+        self._open_invites = True
+        return pool.encode_token(invite)
+
+    async def admit(  # noqa: PLR0911 - one answer per way a join can fail
+        self, ssh_key: bytes, req: wire.JoinRequest
+    ) -> wire.Message:
+        """Check a join request; admit the joiner and introduce it to every member.
+
+        The proof is checked against the stored verifier before the invite's use is
+        consumed, so a caller without the secret cannot burn someone's invite.
+        """
+        if self.roster is None:
+            return wire.Error(code="invite-unknown", message="this node has no pool yet")
+        verifier = await self.ledger.invite_verifier(req.invite)
+        if verifier is None:
+            return wire.Error(code="invite-unknown", message="no such invite here")
+        request = pool.JoinRequest(invite_id=req.invite, proof=req.proof, proposal=req.record)
+        try:
+            proposal = pool.check_join_request(
+                request, pool=self.roster.pool, inviter=bytes(self.node_id), verifier=verifier
+            )
+        except RemoteProtocolError as exc:
+            code = "invite-pool" if "another pool" in str(exc) else "protocol"
+            return wire.Error(code=code, message=str(exc))
+        except IntegrityError as exc:
+            return wire.Error(code="invite-proof", message=str(exc))
+        if proposal.ssh_key != ssh_key:
+            return wire.Error(code="invite-proof", message="the proposal is not the caller's key")
+        status, _ = await self.ledger.use_invite(req.invite, self.clock(), proposal.node)
+        if status is InviteStatus.EXPIRED:
+            return wire.Error(code="invite-expired", message="this invite has expired")
+        if status is InviteStatus.USED_UP:
+            return wire.Error(code="invite-used", message="this invite was already used")
+        if status is not InviteStatus.OK:
+            return wire.Error(code="invite-unknown", message="no such invite here")
+        try:
+            blob = self.roster.admit(self.keys, proposal)
+        except InputError as exc:
+            await self.ledger.refund_invite(req.invite)
+            return wire.Error(code="input", message=str(exc))
+        if not await self.apply_records([blob]):
+            await self.ledger.refund_invite(req.invite)
+            return wire.Error(
+                code="internal", message=f"admission refused: {self.roster.last_rejection}"
+            )
+        await self.refresh_guests()
+        await self.push([blob], exclude=proposal.node)
+        return wire.JoinAccepted(roster=self.roster.blobs())
+
+    # -- control socket ----------------------------------------------------------------------
+
+    async def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return await self.status()
+        if cmd == "invite":
+            token = await self.create_invite(
+                float(request.get("ttl", 86400)), int(request.get("uses", 1))
+            )
+            return {"token": token}
+        if cmd == "reload":
+            await self.reload_roster()
+            await self.publish_self()
+            return {"members": len(self.roster.members()) if self.roster else 0}
+        if cmd == "stop":
+            self.stopping.set()
+            return {"stopping": True}
+        raise InputError(f"unknown control command {cmd!r}")
+
+    async def status(self) -> dict[str, Any]:
+        members = []
+        for record in self.roster.members() if self.roster else []:
+            row = await self.ledger.member(record.node)
+            if record.node == bytes(self.node_id):
+                row = None
+            held = 0
+            if record.node != bytes(self.node_id):
+                held = await self.holder.used(NodeId(record.node))
+            members.append(
+                {
+                    "node": record.node.hex(),
+                    "name": record.name,
+                    "addresses": record.addresses,
+                    "added_by": record.added_by.hex(),
+                    "version": record.version,
+                    "last_seen": row.last_seen if row else None,
+                    "held_bytes": held,
+                    "lent_bytes": self.config.lend_for(NodeId(record.node)),
+                    "self": record.node == bytes(self.node_id),
+                }
+            )
+        return {
+            "node": self.node_id.hex(),
+            "name": self.config.node.name,
+            "pool": self.roster.pool.hex() if self.roster else "",
+            "version": __version__,
+            "addresses": self.addresses,
+            "port": self.port,
+            "members": members,
+        }
+
+
+# --- the daemon process ---------------------------------------------------------------------
+
+
+class _Notifier:
+    """systemd's sd_notify over $NOTIFY_SOCKET (datagrams), without a dependency."""
+
+    def __init__(self) -> None:
+        path = os.environ.get("NOTIFY_SOCKET", "")
+        self._address = ("\0" + path[1:]) if path.startswith("@") else path
+
+    def __call__(self, state: str) -> None:
+        if not self._address:
+            return
+        with (
+            contextlib.suppress(OSError),
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+        ):
+            sock.sendto(state.encode(), self._address)
+
+
+def _lock(home: Home) -> int:
+    """One daemon per home. The lock is an flock: it dies with the process (kill -9 too)."""
+    path = home.run_dir / "daemon.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"a daemon is already running for {home.root}") from None
+    return fd
+
+
+async def _control_server(node: Node, path: Path) -> asyncio.AbstractServer:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            if len(line) > CONTROL_MAX_LINE:
+                raise InputError("control request too long")
+            try:
+                request = json.loads(line)
+                if not isinstance(request, dict):
+                    raise TypeError
+            except (ValueError, TypeError):
+                raise InputError("control requests are one JSON object per line") from None
+            reply: dict[str, Any] = {"ok": True, **(await node.control(request))}
+        except PeerbakError as exc:
+            reply = {
+                "ok": False,
+                "error": type(exc).__name__,
+                "code": exc.exit_code,
+                "message": str(exc),
+            }
+        except Exception as exc:
+            log.exception("control request failed")
+            reply = {"ok": False, "error": "InternalError", "code": 70, "message": str(exc)}
+        writer.write(json.dumps(reply).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    path.unlink(missing_ok=True)
+    old = os.umask(0o177)  # the socket is created 0600: only this user may control the node
+    try:
+        return await asyncio.start_unix_server(handle, path=str(path), limit=CONTROL_MAX_LINE)
+    finally:
+        os.umask(old)
+
+
+async def run_daemon(home: Home) -> None:
+    """Run until SIGTERM/SIGINT (or a ``stop`` control request)."""
+    config = home.config()
+    keys = NodeKeys.derive(home.secret())
+    lock = _lock(home)
+    notify = _Notifier()
+    ledger = await Ledger.open(home.ledger_path)
+    try:
+        node = Node(home, config, keys, ledger, None)
+        await node.reload_roster()
+        await node.refresh_guests()
+        await asyncio.to_thread(node.open_held_stores)
+        try:
+            acceptor = await transport.listen(
+                config.node.listen, config.node.port, node.ssh_key, node
+            )
+        except OSError as exc:
+            raise StorageError(
+                f"cannot listen on {config.node.listen}:{config.node.port}: {exc.strerror or exc}"
+            ) from None
+        node.port = acceptor.get_port()
+        node.addresses = local_addresses(config, node.port)
+        control = await _control_server(node, home.control_socket)
+        home.write_state(
+            DaemonState(
+                pid=os.getpid(), listen=config.node.listen, port=node.port, started=time.time()
+            )
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, node.stopping.set)
+        discovery = await _start_discovery(node) if config.discovery.lan else None
+        await node.publish_self()
+        notify(f"READY=1\nSTATUS=serving on port {node.port}\nMAINPID={os.getpid()}")
+        watchdog = asyncio.create_task(_watchdog(notify))
+        log.info("node %s serving on port %d", node.node_id.short, node.port)
+        await node.stopping.wait()
+        notify("STOPPING=1")
+        watchdog.cancel()
+        acceptor.close()
+        control.close()
+        if node._sessions:
+            await asyncio.wait(node._sessions, timeout=STOP_GRACE)
+        for task in list(node._sessions):
+            task.cancel()
+        if discovery is not None:
+            await discovery.stop()
+        for link in node.links.values():
+            await link.close()
+        home.clear_state()
+        home.control_socket.unlink(missing_ok=True)
+    finally:
+        await ledger.close()
+        os.close(lock)
+
+
+async def _watchdog(notify: _Notifier) -> None:
+    usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+    if usec <= 0:
+        return
+    while True:
+        notify("WATCHDOG=1")
+        await asyncio.sleep(usec / 2e6)
+
+
+async def _start_discovery(node: Node) -> Any:
+    from peerbak.discovery import LanDiscovery
+
+    def seen(peer: NodeId, addresses: list[str], port: int) -> None:
+        link = node.links.get(bytes(peer))
+        if link is None:  # only members we know; mDNS never adds one
+            return
+        fresh = [_join_host_port(a, port) for a in addresses]
+        link.addresses = fresh + [a for a in link.addresses if a not in fresh]
+
+    discovery = LanDiscovery(node.node_id, node.port, seen, name=node.config.node.name)
+    await discovery.start()
+    return discovery
+
+
+async def join_pool(
+    home: Home, token: str, *, clock: Callable[[], float] = time.time
+) -> dict[str, Any]:
+    """``peerbak join``: ask the inviter to admit this node, store the roster it returns,
+    and tell this node's daemon (if it runs) to pick it up."""
+    invite = pool.decode_token(token)
+    if pool.is_expired(invite, clock()):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(invite.expires))
+        raise InputError(f"this invite expired at {when}: ask for a new one")
+    config = home.config()
+    keys = NodeKeys.derive(home.secret())
+    state = home.read_state()
+    port = state.port if state is not None else config.node.port
+    ledger = await Ledger.open(home.ledger_path)
+    try:
+        current = await ledger.get_meta("pool")
+        if current is not None:
+            raise InputError(
+                f"this node already belongs to pool {current.hex()[:12]}; "
+                "a node joins one pool (make a new home with `peerbak --home DIR init`)"
+            )
+        ours = pool.join_request(keys, invite, config.node.name, local_addresses(config, port))
+        request = wire.JoinRequest(invite=ours.invite_id, proof=ours.proof, record=ours.proposal)
+        from peerbak.link import request_join
+
+        accepted = await request_join(
+            invite.addresses,
+            invite.host_key,
+            invite.inviter,
+            transport.private_key(keys.ssh_seed),
+            request,
+        )
+        roster = pool.Roster(invite.pool)
+        for blob in accepted.roster:
+            roster.apply(blob)
+        if not roster.is_member(bytes(keys.node_id)):
+            raise RemoteProtocolError("the inviter answered without admitting this node")
+        await ledger.add_records(roster.blobs(), clock())
+        await ledger.set_meta("pool", invite.pool)
+    finally:
+        await ledger.close()
+    if state is not None:
+        from peerbak.control import DaemonNotRunning, call
+
+        with contextlib.suppress(DaemonNotRunning):
+            await asyncio.to_thread(call, home.control_socket, {"cmd": "reload"})
+    return {
+        "pool": invite.pool.hex(),
+        "inviter": invite.inviter.hex(),
+        "members": len(roster.members()),
+    }

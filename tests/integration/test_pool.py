@@ -1,0 +1,94 @@
+"""Five real daemons on 127.0.0.1 form a pool with invites, then use each other's disks."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peerbak.errors import NotFoundError
+from peerbak.ids import NodeId, ShardKey
+from peerbak.link import PeerLink
+from tests.conftest import build_pack
+from tests.integration.nodes import Daemon
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Daemon]]:
+    base = tmp_path_factory.mktemp("pool")
+    nodes = [Daemon(base, f"node{i}") for i in range(1, 6)]
+    try:
+        for node in nodes:
+            node.init()
+            node.start()
+        for joiner in nodes[1:]:  # node1 invites the others one at a time
+            token = nodes[0].cli("invite")["token"]
+            joined = joiner.cli("join", token)
+            assert joined["inviter"] == nodes[0].info["node"]
+            assert joined["members"] == nodes.index(joiner) + 1
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def test_every_roster_lists_the_same_five_signed_records(pool: list[Daemon]) -> None:
+    views = [node.status() for node in pool]
+    expected = sorted(node.info["node"] for node in pool)
+    for view in views:
+        assert sorted(m["node"] for m in view["members"]) == expected
+        assert view["pool"] == views[0]["pool"]
+    records = {(m["node"], m["version"], m["added_by"]) for m in views[0]["members"]}
+    for view in views[1:]:
+        assert {(m["node"], m["version"], m["added_by"]) for m in view["members"]} == records
+    founder = pool[0].info["node"]
+    assert all(m["added_by"] == founder for m in views[0]["members"])
+
+
+async def test_every_node_puts_stats_gets_and_deletes_on_every_other(
+    pool: list[Daemon],
+) -> None:
+    status = {node.name: node.status() for node in pool}
+    rng = random.Random(4)
+    for owner in pool:
+        keys = owner.keys
+        for holder in pool:
+            if holder is owner:
+                continue
+            member = next(
+                m for m in status[owner.name]["members"] if m["node"] == holder.info["node"]
+            )
+            host_key = _ssh_key_of(holder)
+            link = PeerLink(
+                NodeId.from_hex(member["node"]), member["addresses"], host_key, owner.ssh_key
+            )
+            try:
+                record, shards = build_pack(keys, rng)
+                key = ShardKey(record.pack_id, 0)
+                await link.put(key, shards[0])
+                info = await link.stat(key)
+                assert info.header == shards[0].header
+                assert (await link.get(key)).to_bytes() == shards[0].to_bytes()
+                await link.delete(key)
+                with pytest.raises(NotFoundError):
+                    await link.stat(key)
+                trash = holder.home / "held" / keys.node_id.hex() / "trash"
+                assert [p.name for p in trash.iterdir()] == [f"{key.text}.0"]
+            finally:
+                await link.close()
+
+
+def _ssh_key_of(node: Daemon) -> bytes:
+    from peerbak.pool import ssh_public_key
+
+    return ssh_public_key(node.keys)
+
+
+def test_status_reports_bytes_held_per_owner(pool: list[Daemon], tmp_path: Path) -> None:
+    view = pool[1].status()
+    assert view["port"] > 0
+    assert all("held_bytes" in m for m in view["members"])
