@@ -1,8 +1,8 @@
 """SSH between members: one asyncssh server per node, clients that pin host keys.
 
 Profile (protocol/wire.md, "SSH profile"): Ed25519 host and client keys derived from
-the node secret; curve25519 key exchange; aes128-gcm (about twice chacha20-poly1305
-on CPUs with AES instructions), chacha20-poly1305 as the fallback; no compression
+the node secret; curve25519 key exchange; aes128-gcm first on CPUs with AES
+instructions, chacha20-poly1305 first on those without (a Raspberry Pi 4); no compression
 (shards are encrypted and incompressible). The server refuses everything but the
 ``peerbak`` subsystem: no shell, exec, pty, SFTP, SCP, agent, X11 or port forwarding,
 no password or keyboard-interactive login. A client trusts exactly the one host key
@@ -38,13 +38,34 @@ MAX_PKTSIZE: Final = 256 << 10
 LOGIN_TIMEOUT: Final = 20.0
 KEEPALIVE: Final = 30.0
 
+
+def _cpu_has_aes() -> bool:
+    """AES instructions (x86 ``aes``, ARMv8 ``aes`` feature): then AES-GCM is fastest.
+
+    Measured here (x86 with AES-NI, one stream, verified and fsynced puts): aes128-gcm
+    337 MB/s, chacha20-poly1305 286 MB/s. A Raspberry Pi 4 has no AES instructions,
+    and there chacha20-poly1305 is several times faster than software AES.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if (
+                    line.startswith(("flags", "Features"))
+                    and " aes" in f" {line.split(':', 1)[-1]}"
+                ):
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+_AES = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+_CHACHA = ["chacha20-poly1305@openssh.com"]
+
 ALGORITHMS: Final[dict[str, list[str]]] = {
     "kex_algs": ["curve25519-sha256", "curve25519-sha256@libssh.org"],
-    "encryption_algs": [
-        "aes128-gcm@openssh.com",
-        "chacha20-poly1305@openssh.com",
-        "aes256-gcm@openssh.com",
-    ],
+    # The client's order decides (RFC 4253 §7.1); both sides offer both.
+    "encryption_algs": _AES + _CHACHA if _cpu_has_aes() else _CHACHA + _AES,
     "mac_algs": ["hmac-sha2-256-etm@openssh.com"],
     "compression_algs": ["none"],
     "signature_algs": ["ssh-ed25519"],
