@@ -272,15 +272,44 @@ def _size(n: int) -> str:
     return str(n)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
-def peers(as_json: bool) -> None:
+@click.pass_context
+def peers(ctx: click.Context, as_json: bool) -> None:
     """Pool members: addresses, last seen, bytes lent and used."""
+    if ctx.invoked_subcommand is not None:
+        return
     info = run(as_json, lambda: _control({"cmd": "status"}))
     if as_json:
         click.echo(json.dumps(info["members"]))
         return
     _members_table(info["members"])
+
+
+@peers.command("remove")
+@click.argument("node")
+@click.option("--json", "as_json", is_flag=True)
+def peers_remove(node: str, as_json: bool) -> None:
+    """Remove a member from the pool (a signed change every member applies)."""
+    info = run(as_json, lambda: _control({"cmd": "remove", "node": node.lower()}))
+    info.pop("ok", None)
+    _echo(as_json, info, _removal_text(info, "Removed"))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+def leave(as_json: bool) -> None:
+    """Leave the pool: this node stops being a member for everyone."""
+    info = run(as_json, lambda: _control({"cmd": "leave"}))
+    info.pop("ok", None)
+    _echo(as_json, info, _removal_text(info, "Left the pool; removed"))
+
+
+def _removal_text(info: dict[str, Any], verb: str) -> str:
+    text = f"{verb} {info['removed'][:12]}."
+    for member, why in info["unreached"].items():
+        text += f"\n  not told yet: {member} ({why}); it will learn by gossip"
+    return text
 
 
 @cli.command()

@@ -350,10 +350,39 @@ class Node:
             await self.reload_roster()
             await self.publish_self()
             return {"members": len(self.roster.members()) if self.roster else 0}
+        if cmd == "remove":
+            return await self.remove_member(str(request.get("node", "")))
+        if cmd == "leave":
+            return await self.remove_member(self.node_id.hex())
         if cmd == "stop":
             self.stopping.set()
             return {"stopping": True}
         raise InputError(f"unknown control command {cmd!r}")
+
+    def _find_member(self, prefix: str) -> bytes:
+        if self.roster is None or not 4 <= len(prefix) <= 64:
+            raise InputError(f"give at least 4 hex digits of a member's id, not {prefix!r}")
+        found = [r.node for r in self.roster.members() if r.node.hex().startswith(prefix)]
+        if len(found) != 1:
+            raise InputError(f"{len(found)} members match {prefix!r}: give more of the id")
+        return found[0]
+
+    async def remove_member(self, prefix: str) -> dict[str, Any]:
+        """A signed tombstone for a member (ourselves: leaving), applied and gossiped to
+        every member, the removed one included so it learns it."""
+        node = self._find_member(prefix)
+        assert self.roster is not None
+        blob = self.roster.remove(self.keys, node)
+        links = dict(self.links)  # before the removal drops the removed member's link
+        await self.apply_records([blob])
+        failures: dict[str, str] = {}
+        for member, link in links.items():
+            try:
+                async with asyncio.timeout(PUSH_TIMEOUT):
+                    await link.push_roster([blob])
+            except (PeerbakError, TimeoutError) as exc:
+                failures[member.hex()[:12]] = str(exc) or "timeout"
+        return {"removed": node.hex(), "unreached": failures}
 
     async def status(self) -> dict[str, Any]:
         members = []

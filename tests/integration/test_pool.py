@@ -92,3 +92,18 @@ def test_status_reports_bytes_held_per_owner(pool: list[Daemon], tmp_path: Path)
     view = pool[1].status()
     assert view["port"] > 0
     assert all("held_bytes" in m for m in view["members"])
+
+
+def test_removal_and_leaving_are_applied_by_every_member(pool: list[Daemon]) -> None:
+    """Runs last: it shrinks the pool."""
+    first, leaver, removed = pool[0], pool[3], pool[4]
+    out = first.cli("peers", "remove", removed.info["node"][:10])
+    assert out["removed"] == removed.info["node"]
+    assert out["unreached"] == {}
+    left = leaver.cli("leave")
+    assert left["removed"] == leaver.info["node"]
+    remaining = sorted(node.info["node"] for node in pool[:3])
+    for node in pool[:3]:
+        assert sorted(m["node"] for m in node.status()["members"]) == remaining
+    for gone in (leaver, removed):  # they learned it too
+        assert gone.info["node"] not in [m["node"] for m in gone.status()["members"]]
