@@ -1,0 +1,83 @@
+"""The ledger on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from peerbak.errors import LedgerError
+from peerbak.ledger import MIGRATIONS, InviteStatus, Ledger
+
+
+async def test_meta_and_records_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    async with await Ledger.open(path) as ledger:
+        await ledger.set_meta("pool", b"p" * 16)
+        await ledger.set_meta("pool", b"q" * 16)
+        assert await ledger.add_records([b"one", b"two", b"one"], 1.0) == 2
+        await ledger.touch_member(b"n" * 32, 5.0)
+        await ledger.touch_member(b"n" * 32, 9.0)
+    async with await Ledger.open(path) as ledger:
+        assert await ledger.get_meta("pool") == b"q" * 16
+        assert await ledger.get_meta("nothing") is None
+        assert sorted(await ledger.records()) == [b"one", b"two"]
+        row = await ledger.member(b"n" * 32)
+        assert row is not None
+        assert (row.first_seen, row.last_seen) == (5.0, 9.0)
+        await ledger.forget_records([b"two"])
+        assert await ledger.records() == [b"two"]
+
+
+async def test_wal_mode_is_on(tmp_path: Path) -> None:
+    async with await Ledger.open(tmp_path / "l.sqlite"):
+        pass
+    with sqlite3.connect(tmp_path / "l.sqlite") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_invites_expire_and_are_used_up(tmp_path: Path) -> None:
+    async with await Ledger.open(tmp_path / "l.sqlite") as ledger:
+        await ledger.add_invite(b"i" * 16, b"v" * 32, now=0.0, expires=100.0, uses=1)
+        assert await ledger.has_open_invites(50.0)
+        assert not await ledger.has_open_invites(100.0)
+        assert await ledger.use_invite(b"x" * 16, 10.0, b"j" * 32) == (InviteStatus.UNKNOWN, None)
+        assert await ledger.use_invite(b"i" * 16, 150.0, b"j" * 32) == (InviteStatus.EXPIRED, None)
+        assert await ledger.use_invite(b"i" * 16, 10.0, b"j" * 32) == (InviteStatus.OK, b"v" * 32)
+        assert await ledger.use_invite(b"i" * 16, 10.0, b"j" * 32) == (InviteStatus.USED_UP, None)
+        await ledger.refund_invite(b"i" * 16)
+        assert (await ledger.use_invite(b"i" * 16, 10.0, b"k" * 32))[0] is InviteStatus.OK
+
+
+async def test_twenty_racers_for_one_use_exactly_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    async with await Ledger.open(path) as ledger:
+        await ledger.add_invite(b"i" * 16, b"v" * 32, now=0.0, expires=100.0, uses=1)
+    ledgers = [await Ledger.open(path) for _ in range(20)]
+    try:
+        results = await asyncio.gather(
+            *(lg.use_invite(b"i" * 16, 1.0, bytes([n]) * 32) for n, lg in enumerate(ledgers))
+        )
+    finally:
+        for lg in ledgers:
+            await lg.close()
+    assert [status for status, _ in results].count(InviteStatus.OK) == 1
+
+
+async def test_a_ledger_from_a_newer_peerbak_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    async with await Ledger.open(path):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS) + 1,))
+    with pytest.raises(LedgerError, match="newer peerbak"):
+        await Ledger.open(path)
+
+
+async def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError):
+        await Ledger.open(path)
