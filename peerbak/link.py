@@ -17,7 +17,13 @@ from typing import Final, TypeVar
 import asyncssh
 
 from peerbak import __version__, transport, wire
-from peerbak.errors import IntegrityError, PeerbakError, PeerUnavailable, RemoteProtocolError
+from peerbak.errors import (
+    InputError,
+    IntegrityError,
+    PeerbakError,
+    PeerUnavailable,
+    RemoteProtocolError,
+)
 from peerbak.ids import NodeId, PackId, ShardKey
 from peerbak.pack import Shard, ShardHeader
 from peerbak.ports import ShardInfo
@@ -269,6 +275,11 @@ async def request_join(
     for address in addresses:
         try:
             conn = await transport.connect(address, host_key, client_key, timeout)
+        except transport.KeyRefused:
+            raise InputError(
+                "the inviter has no open invite any more: this one was already used, has "
+                "expired, or was not made there; ask for a new one"
+            ) from None
         except PeerUnavailable as exc:
             errors.append(str(exc))
             continue

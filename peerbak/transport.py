@@ -310,6 +310,10 @@ async def listen(
 # --- client ---------------------------------------------------------------------------------
 
 
+class KeyRefused(PeerUnavailable):
+    """The server does not let our key in: we are not in its roster (or no invite is open)."""
+
+
 def split_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -347,7 +351,7 @@ async def connect(
             "refusing to talk (a different machine, or someone in the middle)"
         ) from None
     except asyncssh.PermissionDenied:
-        raise PeerUnavailable(f"{address} refused our key (not in its roster)") from None
+        raise KeyRefused(f"{address} refused our key (not in its roster)") from None
     except (TimeoutError, asyncssh.Error, OSError) as exc:
         raise PeerUnavailable(f"cannot reach {address}: {exc or type(exc).__name__}") from None
 

@@ -177,6 +177,8 @@ def test_two_joiners_racing_for_one_token_exactly_one_wins(tmp_path: Path) -> No
             results.append((racer.returncode, err))
         codes = sorted(code for code, _ in results)
         assert codes == [0, 64], results
+        # The loser is refused either by the invite check or, once the only open invite
+        # is gone, at SSH login: both say the invite is used up.
         assert any("already used" in err for _, err in results)
         assert len(_members(inviter)) == 2
     finally:
