@@ -95,6 +95,14 @@ def run(as_json: bool, fn: Callable[[], T]) -> T:
         _fail(exc, as_json, debug)
 
 
+def _json_rows(as_json: bool, rows: list[dict[str, Any]]) -> bool:
+    """Under --json, one object per line (then the caller is done)."""
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+    return as_json
+
+
 def emit_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -384,9 +392,7 @@ def benchmark_codec(pairs: str, size: str, seconds: float, as_json: bool) -> Non
     from peerbak.benchmark import bench_codec
 
     rows = run(as_json, lambda: bench_codec(_pairs(pairs), parse_size(size), seconds))
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
+    if _json_rows(as_json, rows):
         return
     emit_table(
         f"erasure code, {size} pack, one core (MB/s of pack data)",
@@ -460,9 +466,7 @@ def benchmark_pipeline(
         )
 
     rows = run(as_json, go)
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
+    if _json_rows(as_json, rows):
         return
     emit_table(
         f"data path, {k}-of-{n}, fsync {'on' if fsync else 'off'}, "
@@ -528,9 +532,7 @@ def benchmark_transport(size: str, streams: str, workdir: str | None, as_json: b
         return bench_transport(parse_size(size), counts, Path(workdir) if workdir else None)
 
     rows = run(as_json, go)
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
+    if _json_rows(as_json, rows):
         return
     emit_table(
         "shard puts over SSH on 127.0.0.1 (holder verifies and fsyncs)",

@@ -17,10 +17,8 @@ fact) and atomically, so no crash leaves a half-written key under its final name
 
 from __future__ import annotations
 
-import errno
 import io
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -28,7 +26,8 @@ import msgspec
 import platformdirs
 
 from peerbak.config import Config, parse_config
-from peerbak.errors import ConfigError, StorageError
+from peerbak.errors import ConfigError
+from peerbak.files import storage_error, write_private
 from peerbak.ids import NodeId
 
 ENV_HOME: Final = "PEERBAK_HOME"
@@ -55,35 +54,6 @@ class DaemonState(msgspec.Struct, frozen=True):
     started: float
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, 0600 from creation: temp file, fsync, rename, fsync directory."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _storage_error(exc: OSError, what: str) -> StorageError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(f"{what}: the disk is full")
-    return StorageError(f"{what}: {exc.strerror or exc}")
-
-
 class Home:
     """A node home on disk. ``repr`` shows the path only, never key material."""
 
@@ -105,10 +75,10 @@ class Home:
             root.chmod(0o700)
             for sub in (home.run_dir, home.held_dir):
                 sub.mkdir(mode=0o700, exist_ok=True)
-            _write_private(root / CONFIG_FILE, config_text.encode())
-            _write_private(root / SECRET_FILE, secret.hex().encode() + b"\n")
+            write_private(root / CONFIG_FILE, config_text.encode())
+            write_private(root / SECRET_FILE, secret.hex().encode() + b"\n")
         except OSError as exc:
-            raise _storage_error(exc, f"cannot create a node home at {root}") from None
+            raise storage_error(exc, f"cannot create a node home at {root}") from None
         return home
 
     @classmethod
@@ -124,7 +94,7 @@ class Home:
         try:
             text = path.read_text().strip()
         except OSError as exc:
-            raise _storage_error(exc, f"cannot read {path}") from None
+            raise storage_error(exc, f"cannot read {path}") from None
         try:
             secret = bytes.fromhex(text)
         except ValueError:
@@ -187,20 +157,20 @@ class Home:
             "your backups.\n"
         )
         try:
-            _write_private(txt, text.encode())
+            write_private(txt, text.encode())
             qr = segno.make(key_text, error="m")
             buffer = io.BytesIO()
             qr.save(cast(Any, buffer), kind="png", scale=8, border=4)
-            _write_private(png, buffer.getvalue())
+            write_private(png, buffer.getvalue())
         except OSError as exc:
-            raise _storage_error(exc, f"cannot write the recovery kit in {self.root}") from None
+            raise storage_error(exc, f"cannot write the recovery kit in {self.root}") from None
         return txt, png
 
     def write_state(self, state: DaemonState) -> None:
         try:
-            _write_private(self.state_path, msgspec.json.encode(state))
+            write_private(self.state_path, msgspec.json.encode(state))
         except OSError as exc:
-            raise _storage_error(exc, f"cannot write {self.state_path}") from None
+            raise storage_error(exc, f"cannot write {self.state_path}") from None
 
     def read_state(self) -> DaemonState | None:
         try:
@@ -208,7 +178,7 @@ class Home:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise _storage_error(exc, f"cannot read {self.state_path}") from None
+            raise storage_error(exc, f"cannot read {self.state_path}") from None
         try:
             return msgspec.json.decode(raw, type=DaemonState)
         except msgspec.DecodeError:

@@ -18,7 +18,6 @@ copy: a compromised owner cannot replace a good trashed shard with garbage.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from peerbak.errors import (
     NotFoundError,
     StorageError,
 )
+from peerbak.files import fsync_dir, storage_error
 from peerbak.ids import ShardKey
 from peerbak.merkle import LeafHasher
 from peerbak.pack import SHARD_HEADER_LEN, Shard, ShardHeader
@@ -75,20 +75,6 @@ def _check_range(key: ShardKey, header: ShardHeader, offset: int, length: int) -
         )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _storage_error(exc: OSError, what: str) -> StorageError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageError(f"{what}: the disk is full ({exc.strerror})")
-    return StorageError(f"{what}: {exc.strerror or exc}")
-
-
 class _Incoming:
     """A shard being written under ``incoming/``: write its data, then commit or abort.
 
@@ -113,7 +99,7 @@ class _Incoming:
             self._write_all(header.to_bytes())
         except OSError as exc:
             self.abort()
-            raise _storage_error(exc, f"cannot store shard {key.text}") from None
+            raise storage_error(exc, f"cannot store shard {key.text}") from None
 
     @property
     def received(self) -> int:
@@ -136,7 +122,7 @@ class _Incoming:
         try:
             self._write_all(data)
         except OSError as exc:
-            raise _storage_error(exc, f"cannot store shard {self.key.text}") from None
+            raise storage_error(exc, f"cannot store shard {self.key.text}") from None
         if hash_leaves:
             self._hasher.update(data)
         else:
@@ -173,9 +159,9 @@ class _Incoming:
                 self._store.same_or_conflict(key, self._final, header)
             else:
                 if self._store.durable:
-                    _fsync_dir(self._final.parent)
+                    fsync_dir(self._final.parent)
         except OSError as exc:
-            raise _storage_error(exc, f"cannot store shard {key.text}") from None
+            raise storage_error(exc, f"cannot store shard {key.text}") from None
         finally:
             self.abort()
 
@@ -208,7 +194,7 @@ class DirectoryShareStore:
             for leftover in self.incoming_dir.iterdir():
                 leftover.unlink()
         except OSError as exc:
-            raise _storage_error(exc, f"cannot open shard store {root}") from None
+            raise storage_error(exc, f"cannot open shard store {root}") from None
 
     def _path(self, key: ShardKey) -> Path:
         name = key.text
@@ -248,7 +234,7 @@ class DirectoryShareStore:
         except FileNotFoundError:
             raise NotFoundError(f"shard {key.text} is not stored here") from None
         except OSError as exc:
-            raise _storage_error(exc, f"cannot read shard {key.text}") from None
+            raise storage_error(exc, f"cannot read shard {key.text}") from None
 
     def _get(self, key: ShardKey) -> Shard:
         return _parse_stored(key, self._read(key))
@@ -261,7 +247,7 @@ class DirectoryShareStore:
         except FileNotFoundError:
             raise NotFoundError(f"shard {key.text} is not stored here") from None
         except OSError as exc:
-            raise _storage_error(exc, f"cannot read shard {key.text}") from None
+            raise storage_error(exc, f"cannot read shard {key.text}") from None
         return ShardHeader.parse(head), size
 
     def _get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
@@ -294,8 +280,8 @@ class DirectoryShareStore:
             except FileNotFoundError:
                 return
             if self.durable:
-                _fsync_dir(self._trash)
-                _fsync_dir(src.parent)
+                fsync_dir(self._trash)
+                fsync_dir(src.parent)
             return
         raise StorageError(f"shard {key.text}: trash holds too many copies")
 
