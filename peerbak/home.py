@@ -184,5 +184,18 @@ class Home:
         except msgspec.DecodeError:
             raise ConfigError(f"{self.state_path} is damaged: remove it") from None
 
+    def running_state(self) -> DaemonState | None:
+        """The state of a daemon that is still alive; a file left by a killed one is ignored."""
+        state = self.read_state()
+        if state is None:
+            return None
+        try:
+            os.kill(state.pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, under another user
+            return state
+        return state
+
     def clear_state(self) -> None:
         self.state_path.unlink(missing_ok=True)

@@ -576,7 +576,7 @@ async def join_pool(
         raise InputError(f"this invite expired at {when}: ask for a new one")
     config = home.config()
     keys = NodeKeys.derive(home.secret())
-    state = home.read_state()
+    state = home.running_state()
     port = state.port if state is not None else config.node.port
     ledger = await Ledger.open(home.ledger_path)
     try:

@@ -1,32 +1,54 @@
 """The wire protocol inside the ``peerbak`` SSH subsystem: frames and messages, no I/O.
 
-A frame is a 4-byte big-endian length, then that many bytes of msgpack holding one
-message: an array whose first element is the message's tag (msgspec tagged union,
-``array_like``). The length is checked before anything is buffered for it, and every
-field is validated on decode against the limits below, so a peer can neither choose
-our memory nor hand us a value we did not expect. The byte-level specification and
-one section per message are in protocol/wire.md.
+Like h11, this module never touches a socket: the transport feeds it bytes and sends
+the bytes it encodes, so every rule about what a peer may send is here, testable
+without a network. A frame is a 4-byte big-endian length, then that many bytes of
+msgpack holding one message, an array ``[tag, field, ...]`` (a msgspec tagged union,
+``array_like``: field names are not repeated in every frame). The length is checked
+the moment its four bytes arrive, before anything is buffered for it, and every field
+is checked on decode against the limits below, so a peer can neither choose our memory
+nor hand the layers above a value they did not expect. Anything a peer sends that
+breaks these rules is a :class:`RemoteProtocolError`.
+
+The byte-level specification, one section per message, is protocol/wire.md; the
+shard header carried by PutShard, ShardFollows and ShardStat is in
+protocol/storage-format.md.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
 from typing import Annotated, Final, NoReturn
 
 import msgspec
 
 from peerbak import errors
 from peerbak.errors import PeerbakError, RemoteProtocolError
-from peerbak.pack import SHARD_HEADER_LEN
+from peerbak.pack import MAX_N, MAX_PACK, SHARD_HEADER_LEN, ShardHeader
 
+#: The wire version this code prefers; :data:`SUPPORTED_VERSIONS` lists all it speaks.
 PROTOCOL_VERSION: Final = 1
+SUPPORTED_VERSIONS: Final = (1,)
+#: Largest Data payload: big enough to keep per-frame costs negligible, small enough
+#: that a session never buffers much (SSH windows are 8 MiB).
 DATA_MAX: Final = 1 << 20
+#: Largest frame body: a full Data frame plus room for the tag and length headers.
 MAX_FRAME: Final = DATA_MAX + 4096
-RANGE_MAX: Final = 64 << 20
+#: Largest GetRange: a whole shard (a shard of a 64 MiB pack with k = 1).
+RANGE_MAX: Final = MAX_PACK
+#: Shard keys in one ShardList.
 LIST_MAX: Final = 10_000
+#: Signed roster records in one message (the frame cap binds first: see wire.md).
 ROSTER_MAX: Final = 256
+#: Bytes of one signed roster record; equals ``peerbak.pool.MAX_SIGNED_RECORD``
+#: (pool.md §1.3), restated because wire and pool are independent layers.
 RECORD_MAX: Final = 8192
+#: Bytes of a ShardList key and of a non-empty ``List.after``: pack id ‖ index byte.
+KEY_LEN: Final = 33
+ERROR_MESSAGE_MAX: Final = 1024
+_U63: Final = (1 << 63) - 1
 _LEN: Final = struct.Struct(">I")
 
 Id32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
@@ -35,137 +57,193 @@ Sig = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
 HeaderBytes = Annotated[
     bytes, msgspec.Meta(min_length=SHARD_HEADER_LEN, max_length=SHARD_HEADER_LEN)
 ]
-Index = Annotated[int, msgspec.Meta(ge=0, le=31)]
-Offset = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
-Size = Annotated[int, msgspec.Meta(ge=0, le=1 << 62)]
-Text64 = Annotated[str, msgspec.Meta(max_length=64)]
+Index = Annotated[int, msgspec.Meta(ge=0, le=MAX_N - 1)]
+Offset = Annotated[int, msgspec.Meta(ge=0, le=MAX_PACK)]
+RangeLength = Annotated[int, msgspec.Meta(ge=1, le=RANGE_MAX)]
+Bytes63 = Annotated[int, msgspec.Meta(ge=0, le=_U63)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=255)]
+#: Printable ASCII only: it is logged, and a peer must not write escape codes to a terminal.
+Software = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[\x20-\x7e]*\Z")]
+Key33 = Annotated[bytes, msgspec.Meta(min_length=KEY_LEN, max_length=KEY_LEN)]
 Record = Annotated[bytes, msgspec.Meta(max_length=RECORD_MAX)]
+Records = Annotated[list[Record], msgspec.Meta(max_length=ROSTER_MAX)]
 
 
 class _Msg(msgspec.Struct, array_like=True, tag=True, forbid_unknown_fields=True):
-    pass
+    """Tag = class name: readable in hex dumps, and at most 12 bytes a frame."""
 
 
-class Hello(_Msg, tag="Hello"):
-    """Client → server, first: the wire versions the client speaks."""
-
-    versions: Annotated[
-        list[Annotated[int, msgspec.Meta(ge=1, le=255)]], msgspec.Meta(min_length=1, max_length=8)
-    ]
-    software: Text64
+# --- session ------------------------------------------------------------------------------
 
 
-class Welcome(_Msg, tag="Welcome"):
-    """Server → client: the chosen version and who answered."""
+class Hello(_Msg):
+    """Client → server, first message: the wire versions the client speaks."""
 
-    version: Annotated[int, msgspec.Meta(ge=1, le=255)]
-    software: Text64
+    versions: Annotated[list[Version], msgspec.Meta(min_length=1, max_length=8)]
+    software: Software
+
+
+class Welcome(_Msg):
+    """Server → client: the version both will speak, and who answered (to check the pin)."""
+
+    version: Version
+    software: Software
     node: Id32
 
 
-class PutShard(_Msg, tag="PutShard"):
-    """Owner → holder: a shard's container header; its data follows as Data frames."""
+# --- shards -------------------------------------------------------------------------------
+
+
+class PutShard(_Msg):
+    """Owner → holder: a shard container header; the shard's data follows as Data frames.
+
+    The header comes first so the holder can refuse (quota, space, conflict) before
+    a byte of data arrives.
+    """
 
     header: HeaderBytes
 
 
-class Data(_Msg, tag="Data"):
-    data: Annotated[bytes, msgspec.Meta(max_length=DATA_MAX)]
+class Data(_Msg):
+    """Part of a shard or range, in order. Never empty: every frame makes progress."""
+
+    data: Annotated[bytes, msgspec.Meta(min_length=1, max_length=DATA_MAX)]
 
 
-class Stored(_Msg, tag="Stored"):
-    """The shard is durable on the holder (fsync, link, fsync dir)."""
+class Stored(_Msg):
+    """Holder → owner: the shard is durable (fsync, link, fsync of the directory)."""
 
 
-class GetShard(_Msg, tag="GetShard"):
+class GetShard(_Msg):
+    """Owner → holder: a whole shard, answered by ShardFollows and Data frames."""
+
     pack: Id32
     index: Index
 
 
-class ShardFollows(_Msg, tag="ShardFollows"):
+class ShardFollows(_Msg):
+    """Holder → owner: the stored header; its shard length in Data frames follows."""
+
     header: HeaderBytes
 
 
-class GetRange(_Msg, tag="GetRange"):
+class GetRange(_Msg):
+    """Owner → holder: ``length`` bytes of a shard's data from ``offset`` (header excluded)."""
+
     pack: Id32
     index: Index
     offset: Offset
-    length: Annotated[int, msgspec.Meta(ge=1, le=RANGE_MAX)]
+    length: RangeLength
 
 
-class RangeFollows(_Msg, tag="RangeFollows"):
-    length: Annotated[int, msgspec.Meta(ge=1, le=RANGE_MAX)]
+class RangeFollows(_Msg):
+    """Holder → owner: ``length`` bytes of Data follow."""
+
+    length: RangeLength
 
 
-class Stat(_Msg, tag="Stat"):
+class Stat(_Msg):
+    """Owner → holder: does the holder have this shard, and which header?"""
+
     pack: Id32
     index: Index
 
 
-class ShardStat(_Msg, tag="ShardStat"):
+class ShardStat(_Msg):
+    """Holder → owner: the stored header and the container's size in bytes."""
+
     header: HeaderBytes
-    size: Size
+    size: Annotated[int, msgspec.Meta(ge=SHARD_HEADER_LEN, le=SHARD_HEADER_LEN + MAX_PACK)]
 
 
-class List(_Msg, tag="List"):
-    """Shard keys after ``after`` (empty, or 33 bytes: pack ‖ index), in byte order."""
+class List(_Msg):
+    """Owner → holder: up to ``limit`` of its shard keys after ``after``, in byte order.
 
-    after: Annotated[bytes, msgspec.Meta(max_length=33)]
+    ``after`` is empty (from the start) or a 33-byte key (pack id ‖ index byte): the
+    last key of the previous page, so paging needs no state on the holder.
+    """
+
+    after: Annotated[bytes, msgspec.Meta(max_length=KEY_LEN)]
     limit: Annotated[int, msgspec.Meta(ge=1, le=LIST_MAX)]
 
+    def __post_init__(self) -> None:
+        if len(self.after) not in (0, KEY_LEN):
+            raise ValueError(f"List.after must be empty or {KEY_LEN} bytes, got {len(self.after)}")
 
-class ShardList(_Msg, tag="ShardList"):
-    shards: Annotated[
-        list[Annotated[bytes, msgspec.Meta(min_length=33, max_length=33)]],
-        msgspec.Meta(max_length=LIST_MAX),
-    ]
+
+class ShardList(_Msg):
+    """Holder → owner: one page of keys; ``more`` when keys remain after the last."""
+
+    shards: Annotated[list[Key33], msgspec.Meta(max_length=LIST_MAX)]
     more: bool
 
 
-class Delete(_Msg, tag="Delete"):
-    """Move a shard to the holder's trash (kept for the holder's grace period)."""
+class Delete(_Msg):
+    """Owner → holder: move a shard to the holder's trash (the holder decides when to purge)."""
 
     pack: Id32
     index: Index
 
 
-class Deleted(_Msg, tag="Deleted"):
-    pass
+class Deleted(_Msg):
+    """Holder → owner: the shard is gone from the live set (or was never there)."""
 
 
-class Space(_Msg, tag="Space"):
-    pass
+class Space(_Msg):
+    """Owner → holder: how much may I still store here?"""
 
 
-class SpaceInfo(_Msg, tag="SpaceInfo"):
-    quota: Size
-    used: Size
-    free: Size
+class SpaceInfo(_Msg):
+    """Holder → owner: bytes lent to this owner, used by it, and free above the reserve."""
+
+    quota: Bytes63
+    used: Bytes63
+    free: Bytes63
 
 
-class JoinRequest(_Msg, tag="JoinRequest"):
-    """A key outside the roster asks to join: invite id, proof, its signed proposal."""
+# --- membership ---------------------------------------------------------------------------
+
+
+class JoinRequest(_Msg):
+    """Guest → inviter: invite id, join proof and the joiner's signed proposal (pool.md §6)."""
 
     invite: Id16
     proof: Sig
     record: Record
 
 
-class JoinAccepted(_Msg, tag="JoinAccepted"):
-    roster: Annotated[list[Record], msgspec.Meta(max_length=ROSTER_MAX)]
+class JoinAccepted(_Msg):
+    """Inviter → joiner: every signed roster record, in replay order."""
+
+    roster: Records
 
 
-class RosterPush(_Msg, tag="RosterPush"):
-    records: Annotated[list[Record], msgspec.Meta(max_length=ROSTER_MAX)]
+class RosterPush(_Msg):
+    """Member → member: signed records to apply (gossip, pool.md §4)."""
+
+    records: Records
 
 
-class RosterAck(_Msg, tag="RosterAck"):
+class RosterAck(_Msg):
+    """How many of the pushed records changed the receiver's roster."""
+
     accepted: Annotated[int, msgspec.Meta(ge=0, le=ROSTER_MAX)]
 
 
-class Error(_Msg, tag="Error"):
-    code: Annotated[str, msgspec.Meta(max_length=32)]
-    message: Annotated[str, msgspec.Meta(max_length=1024)]
+class Error(_Msg):
+    """A refusal: a machine-readable code (see :class:`ErrorCode`) and a text for people.
+
+    The code is free-form on decode (a newer peer may send codes we do not know, read
+    as a plain failure). A message built here is cut to the limit, so an Error we
+    build can always be sent.
+    """
+
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z0-9-]+\Z")]
+    message: Annotated[str, msgspec.Meta(max_length=ERROR_MESSAGE_MAX)]
+
+    def __post_init__(self) -> None:
+        if len(self.message) > ERROR_MESSAGE_MAX:
+            self.message = self.message[:ERROR_MESSAGE_MAX]
 
 
 Message = (
@@ -192,108 +270,257 @@ Message = (
     | RosterAck
     | Error
 )
+#: Every message type, in the order of wire.md.
+MESSAGES: Final[tuple[type[Message], ...]] = (
+    Hello,
+    Welcome,
+    PutShard,
+    Data,
+    Stored,
+    GetShard,
+    ShardFollows,
+    GetRange,
+    RangeFollows,
+    Stat,
+    ShardStat,
+    List,
+    ShardList,
+    Delete,
+    Deleted,
+    Space,
+    SpaceInfo,
+    JoinRequest,
+    JoinAccepted,
+    RosterPush,
+    RosterAck,
+    Error,
+)
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
-_DECODER: Final = msgspec.msgpack.Decoder(Message)
+_DECODER: Final[msgspec.msgpack.Decoder[Message]] = msgspec.msgpack.Decoder(Message)
 
 
 def encode(msg: Message) -> bytes:
-    """One frame: length prefix and msgpack."""
+    """One frame: length prefix and msgpack.
+
+    Not validated: msgspec checks limits only on decode, and building an invalid
+    message is a bug here that the peer refuses with ``protocol``.
+    """
     body = _ENCODER.encode(msg)
     return _LEN.pack(len(body)) + body
 
 
+def decode(body: bytes | bytearray | memoryview) -> Message:
+    """One frame body (no length prefix) to its message, or RemoteProtocolError."""
+    try:
+        return _DECODER.decode(body)
+    except msgspec.MsgspecError as exc:
+        raise RemoteProtocolError(f"invalid message: {exc}") from None
+
+
+_DATA_TAG: Final = b"\xa4Data"
+
+
+def _data_prefix(size: int) -> bytes:
+    """Length prefix, array header, tag and bin header of a Data frame of ``size`` bytes:
+    what msgspec writes, built by hand so the payload is copied once, not three times."""
+    if size < 1 << 8:
+        head = b"\x92" + _DATA_TAG + b"\xc4" + size.to_bytes(1, "big")
+    elif size < 1 << 16:
+        head = b"\x92" + _DATA_TAG + b"\xc5" + size.to_bytes(2, "big")
+    else:
+        head = b"\x92" + _DATA_TAG + b"\xc6" + size.to_bytes(4, "big")
+    return _LEN.pack(len(head) + size) + head
+
+
 def data_frames(view: memoryview, chunk: int = DATA_MAX) -> Iterator[bytes]:
-    """``view`` as encoded Data frames of at most ``chunk`` bytes each."""
+    """``view`` as encoded Data frames of at most ``chunk`` bytes each (none if empty).
+
+    Equal to ``encode(Data(data=piece))`` for each piece, with one copy of the payload.
+    """
+    if not 1 <= chunk <= DATA_MAX:
+        raise ValueError(f"Data chunk must be 1..{DATA_MAX} bytes, got {chunk}")
+    view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
     for start in range(0, len(view), chunk):
-        yield encode(Data(data=bytes(view[start : start + chunk])))
+        piece = view[start : start + chunk]
+        yield b"".join((_data_prefix(len(piece)), piece))
+
+
+def shard_length_of(msg: PutShard | ShardFollows) -> int:
+    """Bytes of Data that follow this message: the shard length its header declares.
+
+    A header that fails its checks raises :class:`~peerbak.errors.IntegrityError`, not a
+    protocol error: the frame was well-formed, its contents are what is wrong (and the
+    holder answers ``integrity``).
+    """
+    return ShardHeader.parse(msg.header).shard_length
+
+
+def choose_version(offered: Iterable[int], supported: Iterable[int] = SUPPORTED_VERSIONS) -> int:
+    """The version a server answers Hello with: the highest both speak; 0 if none."""
+    return max(set(offered) & set(supported), default=0)
 
 
 class Framer:
-    """Bytes in, messages out. Never touches a socket (h11's design).
+    """Bytes in, messages out; never touches a socket (h11's design).
 
-    The buffer never holds more than one frame plus one read: a length above
-    ``max_frame`` is refused the moment its four bytes arrive.
+    Complete frames are decoded straight from the bytes fed, and only a partial frame is
+    buffered, so the buffer never holds more than one frame (``4 + max_frame`` bytes,
+    a length already checked) and no byte is moved twice. A Data payload is copied once,
+    by msgspec into the message's ``bytes``. After an error the framer stays dead: the
+    stream cannot be re-synchronised.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        if not 1 <= max_frame <= 0xFFFFFFFF:
+            raise ValueError(f"max_frame must be 1..{0xFFFFFFFF}, got {max_frame}")
         self._max = max_frame
         self._buf = bytearray()
+        self._need = 0  # bytes of the buffered frame, prefix included; 0 until known
         self._dead: str | None = None
 
     @property
     def buffered(self) -> int:
+        """Bytes of a partial frame waiting for the rest."""
         return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
+        """Every message completed by ``data``; ``b""`` means the peer is done sending."""
+        if self._dead is not None:
+            raise RemoteProtocolError(f"framer already failed: {self._dead}")
+        with memoryview(data) as view:
+            # Released on the way out, even by an error: the caller may reuse its buffer.
+            return self._feed(view if view.format == "B" and view.ndim == 1 else view.cast("B"))
+
+    def _feed(self, view: memoryview) -> list[Message]:
+        if not view:
+            if self._buf:
+                whole = f"{self._need}" if self._need else "at least 4"
+                self._die(f"truncated frame: {len(self._buf)} of {whole} bytes")
+            return []
+        out: list[Message] = []
+        pos = self._top_up(view, out) if self._buf else 0
+        end = len(view)
+        while end - pos >= 4:
+            need = 4 + self._length(view, pos)
+            if end - pos < need:
+                self._need = need
+                break
+            out.append(self._decode(view[pos + 4 : pos + need]))
+            pos += need
+        if pos < end:
+            self._buf += view[pos:]
+        return out
+
+    def _top_up(self, view: memoryview, out: list[Message]) -> int:
+        """Add to the buffered frame from ``view``; decode it once whole. Returns bytes used."""
+        buf = self._buf
+        pos = 0
+        if not self._need:
+            pos = min(4 - len(buf), len(view))
+            buf += view[:pos]
+            if len(buf) < 4:
+                return pos
+            self._need = 4 + self._length(buf, 0)
+        take = min(self._need - len(buf), len(view) - pos)
+        buf += view[pos : pos + take]
+        pos += take
+        if len(buf) == self._need:
+            body = memoryview(buf)[4:]
+            try:
+                out.append(self._decode(body))
+            finally:
+                body.release()
+            self._buf = bytearray()
+            self._need = 0
+        return pos
+
+    def _length(self, buf: bytes | bytearray | memoryview, pos: int) -> int:
+        (length,) = _LEN.unpack_from(buf, pos)
+        if length == 0:
+            self._die("frame of length 0: a frame holds one message")
+        if length > self._max:
+            self._die(f"frame of {length} bytes exceeds the limit of {self._max} bytes")
+        result: int = length
+        return result
+
+    def _decode(self, body: memoryview) -> Message:
+        try:
+            return decode(body)
+        except RemoteProtocolError as exc:
+            self._die(str(exc))
 
     def _die(self, why: str) -> NoReturn:
         self._dead = why
         self._buf = bytearray()
+        self._need = 0
         raise RemoteProtocolError(why)
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        """Every complete message in what has arrived; ``b""`` means the peer is done."""
-        if self._dead is not None:
-            raise RemoteProtocolError(f"framer already failed: {self._dead}")
-        if not data:
-            if self._buf:
-                need = _LEN.unpack_from(self._buf)[0] + 4 if len(self._buf) >= 4 else 4
-                self._die(f"truncated frame: {len(self._buf)} of {need} bytes")
-            return []
-        self._buf += data
-        out: list[Message] = []
-        start = 0
-        buf = self._buf
-        while len(buf) - start >= 4:
-            (length,) = _LEN.unpack_from(buf, start)
-            if not 0 < length <= self._max:
-                self._die(f"frame of {length} bytes (limit {self._max})")
-            if len(buf) - start - 4 < length:
-                break
-            body = memoryview(buf)[start + 4 : start + 4 + length]
-            try:
-                out.append(_DECODER.decode(body))
-            except (msgspec.MsgspecError, ValueError) as exc:
-                body.release()
-                self._die(f"invalid message: {exc}")
-            body.release()
-            start += 4 + length
-        if start:
-            del buf[:start]
-        return out
+
+# --- errors across the wire ---------------------------------------------------------------
 
 
-# --- errors across the wire --------------------------------------------------------------
+class ErrorCode(StrEnum):
+    """The codes an Error carries; a peer may send others (read as ``internal``)."""
 
-#: Error code → the error class the client raises. Unknown codes are PeerbakError.
+    PROTOCOL = "protocol"
+    VERSION = "version"
+    INTEGRITY = "integrity"
+    CONFLICT = "conflict"
+    NOT_FOUND = "not-found"
+    QUOTA = "quota"
+    NO_SPACE = "no-space"
+    STORAGE = "storage"
+    INPUT = "input"
+    UNAUTHORIZED = "unauthorized"
+    INVITE_UNKNOWN = "invite-unknown"
+    INVITE_EXPIRED = "invite-expired"
+    INVITE_USED = "invite-used"
+    INVITE_PROOF = "invite-proof"
+    INVITE_POOL = "invite-pool"
+    BUSY = "busy"
+    INTERNAL = "internal"
+
+
+#: Error code → the error the client raises for it. Unknown codes raise PeerbakError.
 CODES: Final[dict[str, type[PeerbakError]]] = {
-    "protocol": RemoteProtocolError,
-    "version": RemoteProtocolError,
-    "integrity": errors.IntegrityError,
-    "conflict": errors.ConflictError,
-    "not-found": errors.NotFoundError,
-    "quota": errors.StorageError,
-    "no-space": errors.StorageError,
-    "storage": errors.StorageError,
-    "unauthorized": RemoteProtocolError,
-    "invite-unknown": errors.InputError,
-    "invite-expired": errors.InputError,
-    "invite-used": errors.InputError,
-    "invite-proof": errors.InputError,
-    "invite-pool": errors.InputError,
-    "busy": errors.PeerUnavailable,
-    "peer-unavailable": errors.PeerUnavailable,
-    "input": errors.InputError,
-    "internal": PeerbakError,
+    ErrorCode.PROTOCOL: RemoteProtocolError,
+    ErrorCode.VERSION: RemoteProtocolError,
+    ErrorCode.INTEGRITY: errors.IntegrityError,
+    ErrorCode.CONFLICT: errors.ConflictError,
+    ErrorCode.NOT_FOUND: errors.NotFoundError,
+    ErrorCode.QUOTA: errors.StorageError,
+    ErrorCode.NO_SPACE: errors.StorageError,
+    ErrorCode.STORAGE: errors.StorageError,
+    ErrorCode.INPUT: errors.InputError,
+    ErrorCode.UNAUTHORIZED: RemoteProtocolError,
+    ErrorCode.INVITE_UNKNOWN: errors.InputError,
+    ErrorCode.INVITE_EXPIRED: errors.InputError,
+    ErrorCode.INVITE_USED: errors.InputError,
+    ErrorCode.INVITE_PROOF: errors.InputError,
+    ErrorCode.INVITE_POOL: errors.InputError,
+    ErrorCode.BUSY: errors.PeerUnavailable,
+    ErrorCode.INTERNAL: PeerbakError,
 }
 
 
 def error_from(exc: PeerbakError) -> Error:
-    """The Error message for a failure here (its code from the error class)."""
-    code = exc.code if exc.code in CODES else "internal"
-    return Error(code=code, message=str(exc)[:1024])
+    """The Error answering a failure here.
+
+    An error class whose ``code`` is a wire code keeps it (so a StorageError subclass
+    with ``code = "quota"`` says ``quota``); PeerUnavailable is ``busy``. Anything else
+    is ``internal``, sent without its text: that is this node's business (paths, its
+    ledger), and its log has it.
+    """
+    if exc.code in CODES and exc.code != ErrorCode.INTERNAL:
+        return Error(code=exc.code, message=str(exc))
+    if isinstance(exc, errors.PeerUnavailable):
+        return Error(code=ErrorCode.BUSY, message=str(exc))
+    return Error(code=ErrorCode.INTERNAL, message=f"internal error ({type(exc).__name__})")
 
 
 def raise_for(err: Error) -> NoReturn:
-    """Raise, on the client, the error a peer's Error message stands for."""
+    """Raise, on the client, the error a peer's Error stands for; its text is kept."""
     cls = CODES.get(err.code, PeerbakError)
-    raise cls(f"peer: {err.message}" if err.message else f"peer error {err.code}")
+    text = "".join(c if c.isprintable() else "?" for c in err.message)
+    raise cls(f"peer refused ({err.code}): {text}" if text else f"peer refused ({err.code})")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,18 @@ def test_locate_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert locate(None) == tmp_path / "env"
     monkeypatch.delenv("PEERBAK_HOME")
     assert locate(None).name == "peerbak"
+
+
+def test_state_of_a_dead_daemon_is_not_running(tmp_path: Path) -> None:
+    home = Home.create(tmp_path, SECRET, "")
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    home.write_state(DaemonState(pid=int(gone.stdout), listen="127.0.0.1", port=1, started=0.0))
+    assert home.read_state() is not None
+    assert home.running_state() is None
+    home.write_state(DaemonState(pid=os.getpid(), listen="127.0.0.1", port=1, started=0.0))
+    assert home.running_state() is not None
