@@ -100,8 +100,9 @@ class PeerLink:
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
         async with self._connecting:
-            if self._conn is not None:
+            if self._conn is not None and not self._conn.is_closed():
                 return self._conn
+            self._drop()  # the member restarted or the network broke: dial again
             errors = []
             for address in self.addresses:
                 try:
@@ -120,6 +121,20 @@ class PeerLink:
         chan = await transport.open_channel(conn)
         await handshake(chan, bytes(self.node))
         return chan
+
+    def seen_alive(self) -> None:
+        """News that the member is up (it called us, or announced new addresses):
+        forget the backoff so the next request tries at once."""
+        self._down_until = 0.0
+        self._backoff = BACKOFF_MIN
+
+    def _idle_channel(self) -> FramedChannel | None:
+        while self._idle:
+            chan = self._idle.pop()
+            if not chan.closing:
+                return chan
+            chan.close()
+        return None
 
     def _mark_down(self, why: str) -> None:
         self.last_error = why
@@ -161,7 +176,7 @@ class PeerLink:
             chan: FramedChannel | None = None
             try:
                 async with asyncio.timeout(self.timeout):
-                    chan = self._idle.pop() if self._idle else await self._open()
+                    chan = self._idle_channel() or await self._open()
                     try:
                         yield chan
                         reusable = True

@@ -47,6 +47,9 @@ from peerbak.transport import Caller, FramedChannel
 log = logging.getLogger(__name__)
 
 STOP_GRACE: Final = 10.0
+#: Every member pushes its whole record set to every other this often (and at start):
+#: a member that was away when a change was pushed learns it within one interval.
+GOSSIP_INTERVAL: Final = 600.0
 PUSH_TIMEOUT: Final = 10.0
 CONTROL_MAX_LINE: Final = 64 << 10
 
@@ -126,8 +129,9 @@ class Node:
                 self.links[record.node] = PeerLink(
                     NodeId(record.node), record.addresses, record.ssh_key, self.ssh_key
                 )
-            else:
+            elif link.addresses != list(record.addresses):
                 link.addresses = list(record.addresses)
+                link.seen_alive()
         for node in list(self.links):
             if not self.roster.is_member(node):
                 self.links.pop(node)
@@ -177,6 +181,19 @@ class Node:
 
         results = await asyncio.gather(*(one(link) for link in links))
         return {node: error for node, error in results if error}
+
+    async def gossip(self) -> None:
+        """Anti-entropy: push every record we hold to every member (a few KB each)."""
+        if self.roster is None:
+            return
+        failures = await self.push(self.roster.blobs())
+        for node, error in failures.items():
+            log.info("gossip to %s failed: %s", node, error)
+
+    async def gossip_forever(self, interval: float = GOSSIP_INTERVAL) -> None:
+        while True:
+            await self.gossip()
+            await asyncio.sleep(interval)
 
     async def publish_self(self) -> None:
         """Re-sign our own record when our addresses changed, and gossip it."""
@@ -236,6 +253,9 @@ class Node:
             return
         owner = NodeId(caller.node)
         await self.ledger.touch_member(caller.node, self.clock())
+        link = self.links.get(caller.node)
+        if link is not None:
+            link.seen_alive()
         while (msg := await chan.recv()) is not None:
             if isinstance(msg, wire.RosterPush):
                 accepted = await self.apply_records(list(msg.records))
@@ -338,26 +358,26 @@ class Node:
     # -- control socket ----------------------------------------------------------------------
 
     async def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request from the CLI over the control socket."""
         cmd = request.get("cmd")
         if cmd == "status":
             return await self.status()
         if cmd == "invite":
-            token = await self.create_invite(
-                float(request.get("ttl", 86400)), int(request.get("uses", 1))
-            )
-            return {"token": token}
+            ttl, uses = float(request.get("ttl", 86400)), int(request.get("uses", 1))
+            return {"token": await self.create_invite(ttl, uses)}
+        if cmd in ("remove", "leave"):
+            target = str(request.get("node", "")) if cmd == "remove" else self.node_id.hex()
+            return await self.remove_member(target)
         if cmd == "reload":
             await self.reload_roster()
             await self.publish_self()
-            return {"members": len(self.roster.members()) if self.roster else 0}
-        if cmd == "remove":
-            return await self.remove_member(str(request.get("node", "")))
-        if cmd == "leave":
-            return await self.remove_member(self.node_id.hex())
-        if cmd == "stop":
+        elif cmd == "gossip":
+            await self.gossip()
+        elif cmd == "stop":
             self.stopping.set()
-            return {"stopping": True}
-        raise InputError(f"unknown control command {cmd!r}")
+        else:
+            raise InputError(f"unknown control command {cmd!r}")
+        return {"members": len(self.roster.members()) if self.roster else 0}
 
     def _find_member(self, prefix: str) -> bytes:
         if self.roster is None or not 4 <= len(prefix) <= 64:
@@ -520,10 +540,12 @@ async def run_daemon(home: Home) -> None:
         await node.publish_self()
         notify(f"READY=1\nSTATUS=serving on port {node.port}\nMAINPID={os.getpid()}")
         watchdog = asyncio.create_task(_watchdog(notify))
+        gossip = asyncio.create_task(node.gossip_forever())
         log.info("node %s serving on port %d", node.node_id.short, node.port)
         await node.stopping.wait()
         notify("STOPPING=1")
         watchdog.cancel()
+        gossip.cancel()
         acceptor.close()
         control.close()
         if node._sessions:

@@ -160,6 +160,11 @@ class FramedChannel:
         except (asyncssh.Error, OSError, BrokenPipeError) as exc:
             raise PeerUnavailable(f"connection lost: {exc}") from None
 
+    @property
+    def closing(self) -> bool:
+        """The channel (or its connection) has gone: do not reuse it."""
+        return bool(self._writer.channel.is_closing())
+
     def close(self) -> None:
         self._writer.channel.close()
 

@@ -94,6 +94,27 @@ def test_status_reports_bytes_held_per_owner(pool: list[Daemon], tmp_path: Path)
     assert all("held_bytes" in m for m in view["members"])
 
 
+def test_a_member_away_during_an_admission_learns_it_by_gossip(
+    tmp_path: Path, pool: list[Daemon]
+) -> None:
+    """node2 is down while node1 admits a sixth node; at its restart gossip catches it up."""
+    away, newcomer = pool[1], Daemon(tmp_path, "node6")
+    away.stop()
+    try:
+        newcomer.init()
+        newcomer.start()
+        newcomer.cli("join", pool[0].cli("invite")["token"])
+        away.start()
+        others = {node.info["node"] for node in (*pool, newcomer)}
+        # Every daemon gossips its whole record set every ten minutes; run the inviter's
+        # round now rather than wait for it.
+        pool[0].cli("gossip")
+        assert {m["node"] for m in away.status()["members"]} == others
+    finally:
+        newcomer.cli("leave")
+        newcomer.kill()
+
+
 def test_removal_and_leaving_are_applied_by_every_member(pool: list[Daemon]) -> None:
     """Runs last: it shrinks the pool."""
     first, leaver, removed = pool[0], pool[3], pool[4]
