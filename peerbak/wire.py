@@ -314,7 +314,8 @@ def decode(body: bytes | bytearray | memoryview) -> Message:
     """One frame body (no length prefix) to its message, or RemoteProtocolError."""
     try:
         return _DECODER.decode(body)
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, UnicodeDecodeError) as exc:
+        # msgspec raises UnicodeDecodeError for invalid UTF-8 in a tag (found by fuzzing).
         raise RemoteProtocolError(f"invalid message: {exc}") from None
 
 
@@ -364,11 +365,11 @@ def choose_version(offered: Iterable[int], supported: Iterable[int] = SUPPORTED_
 class Framer:
     """Bytes in, messages out; never touches a socket (h11's design).
 
-    Complete frames are decoded straight from the bytes fed, and only a partial frame is
-    buffered, so the buffer never holds more than one frame (``4 + max_frame`` bytes,
-    a length already checked) and no byte is moved twice. A Data payload is copied once,
-    by msgspec into the message's ``bytes``. After an error the framer stays dead: the
-    stream cannot be re-synchronised.
+    Complete frames are decoded straight from the bytes fed; only an incomplete frame is
+    copied into the buffer, which so never holds more than one frame (``4 + max_frame``
+    bytes, a length already checked) and needs no compaction. msgspec then copies a Data
+    payload once more, into the message's ``bytes``. After an error the framer stays
+    dead: a byte stream cannot be re-synchronised.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
@@ -388,9 +389,15 @@ class Framer:
         """Every message completed by ``data``; ``b""`` means the peer is done sending."""
         if self._dead is not None:
             raise RemoteProtocolError(f"framer already failed: {self._dead}")
-        with memoryview(data) as view:
-            # Released on the way out, even by an error: the caller may reuse its buffer.
-            return self._feed(view if view.format == "B" and view.ndim == 1 else view.cast("B"))
+        view = memoryview(data)
+        flat = view if view.format == "B" and view.ndim == 1 else view.cast("B")
+        try:
+            return self._feed(flat)
+        finally:
+            # Even while an error is alive, the caller's buffer must not stay exported
+            # (a bytearray that is exported cannot be resized, so could not be reused).
+            flat.release()
+            view.release()
 
     def _feed(self, view: memoryview) -> list[Message]:
         if not view:
@@ -426,11 +433,7 @@ class Framer:
         buf += view[pos : pos + take]
         pos += take
         if len(buf) == self._need:
-            body = memoryview(buf)[4:]
-            try:
-                out.append(self._decode(body))
-            finally:
-                body.release()
+            out.append(self._decode(memoryview(buf)[4:]))
             self._buf = bytearray()
             self._need = 0
         return pos
@@ -449,6 +452,8 @@ class Framer:
             return decode(body)
         except RemoteProtocolError as exc:
             self._die(str(exc))
+        finally:
+            body.release()
 
     def _die(self, why: str) -> NoReturn:
         self._dead = why
