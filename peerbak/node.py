@@ -235,16 +235,14 @@ class Node:
         hello = await chan.recv()
         if not isinstance(hello, wire.Hello):
             raise RemoteProtocolError("a session must start with Hello")
-        if wire.PROTOCOL_VERSION not in hello.versions:
+        version = wire.choose_version(hello.versions)
+        if not version:
+            supported = ", ".join(str(v) for v in wire.SUPPORTED_VERSIONS)
             await chan.send(
-                wire.Error(
-                    code="version", message=f"this node speaks wire v{wire.PROTOCOL_VERSION}"
-                )
+                wire.Error(code="version", message=f"this node speaks wire v{supported}")
             )
             return
-        await chan.send(
-            wire.Welcome(version=wire.PROTOCOL_VERSION, software=SOFTWARE, node=bytes(self.node_id))
-        )
+        await chan.send(wire.Welcome(version=version, software=SOFTWARE, node=bytes(self.node_id)))
         if caller.node is None:
             request = await chan.recv()
             if not isinstance(request, wire.JoinRequest):
