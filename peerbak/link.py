@@ -33,6 +33,9 @@ T = TypeVar("T", bound=wire.Message)
 
 SOFTWARE: Final = f"peerbak {__version__}"
 BACKOFF_MIN: Final = 1.0
+#: The slowest transfer rate taken for a live member (bytes/s; 2 Mbit/s): a request's
+#: deadline grows by its bytes at this rate, so a Pi on a thin uplink is not called dead.
+MIN_RATE: Final = 256 * 1024
 BACKOFF_MAX: Final = 300.0
 
 
@@ -66,6 +69,20 @@ async def _collect(chan: FramedChannel, length: int) -> bytearray:
         if len(out) > length:
             raise RemoteProtocolError(f"{len(out)} bytes sent where {length} were announced")
     return out
+
+
+class _Call:
+    """One request in flight: its channel and its deadline."""
+
+    def __init__(self, chan: FramedChannel, deadline: asyncio.Timeout) -> None:
+        self.chan = chan
+        self._deadline = deadline
+
+    def allow(self, nbytes: int) -> None:
+        """Extend the deadline for ``nbytes`` more at MIN_RATE (a size the peer announced)."""
+        when = self._deadline.when()
+        if when is not None:
+            self._deadline.reschedule(when + nbytes / MIN_RATE)
 
 
 class PeerLink:
@@ -164,7 +181,11 @@ class PeerLink:
             await conn.wait_closed()
 
     @asynccontextmanager
-    async def _request(self, *, reuse_after_error: bool = True) -> AsyncIterator[FramedChannel]:
+    async def _request(
+        self, *, reuse_after_error: bool = True, nbytes: int = 0
+    ) -> AsyncIterator[_Call]:
+        """A channel for one request, under a deadline of ``timeout`` plus ``nbytes`` at
+        MIN_RATE; :meth:`_Call.allow` extends it once a peer announces a size."""
         wait = self._down_until - self._clock()
         if wait > 0:
             raise PeerUnavailable(
@@ -175,10 +196,10 @@ class PeerLink:
             reusable = False
             chan: FramedChannel | None = None
             try:
-                async with asyncio.timeout(self.timeout):
+                async with asyncio.timeout(self.timeout + nbytes / MIN_RATE) as deadline:
                     chan = self._idle_channel() or await self._open()
                     try:
-                        yield chan
+                        yield _Call(chan, deadline)
                         reusable = True
                     except PeerbakError as exc:
                         reusable = reuse_after_error and not isinstance(
@@ -204,7 +225,8 @@ class PeerLink:
     # -- the ShareStore port ------------------------------------------------------------------
 
     async def put(self, key: ShardKey, shard: Shard) -> None:
-        async with self._request(reuse_after_error=False) as chan:
+        async with self._request(reuse_after_error=False, nbytes=len(shard.data)) as call:
+            chan = call.chan
             await chan.send(wire.PutShard(header=shard.header.to_bytes()))
             try:
                 await chan.send_data(shard.data)
@@ -214,10 +236,12 @@ class PeerLink:
             await expect(chan, wire.Stored)
 
     async def get(self, key: ShardKey) -> Shard:
-        async with self._request() as chan:
+        async with self._request() as call:
+            chan = call.chan
             await chan.send(wire.GetShard(pack=bytes(key.pack), index=key.index))
             follows = await expect(chan, wire.ShardFollows)
             header = ShardHeader.parse(follows.header)
+            call.allow(header.shard_length)
             data = await _collect(chan, header.shard_length)
         if (header.pack_id, header.index) != (key.pack, key.index):
             raise IntegrityError(
@@ -232,7 +256,8 @@ class PeerLink:
         return shard
 
     async def get_range(self, key: ShardKey, offset: int, length: int) -> bytes:
-        async with self._request() as chan:
+        async with self._request(nbytes=length) as call:
+            chan = call.chan
             await chan.send(
                 wire.GetRange(pack=bytes(key.pack), index=key.index, offset=offset, length=length)
             )
@@ -242,7 +267,8 @@ class PeerLink:
             return bytes(await _collect(chan, length))
 
     async def stat(self, key: ShardKey) -> ShardInfo:
-        async with self._request() as chan:
+        async with self._request() as call:
+            chan = call.chan
             await chan.send(wire.Stat(pack=bytes(key.pack), index=key.index))
             answer = await expect(chan, wire.ShardStat)
         return ShardInfo(key, ShardHeader.parse(answer.header), answer.size)
@@ -250,7 +276,8 @@ class PeerLink:
     async def list(self) -> AsyncIterator[ShardKey]:
         after = b""
         while True:
-            async with self._request() as chan:
+            async with self._request() as call:
+                chan = call.chan
                 await chan.send(wire.List(after=after, limit=10_000))
                 page = await expect(chan, wire.ShardList)
             for raw in page.shards:
@@ -260,19 +287,22 @@ class PeerLink:
             after = page.shards[-1]
 
     async def delete(self, key: ShardKey) -> None:
-        async with self._request() as chan:
+        async with self._request() as call:
+            chan = call.chan
             await chan.send(wire.Delete(pack=bytes(key.pack), index=key.index))
             await expect(chan, wire.Deleted)
 
     # -- beyond the port ----------------------------------------------------------------------
 
     async def space(self) -> wire.SpaceInfo:
-        async with self._request() as chan:
+        async with self._request() as call:
+            chan = call.chan
             await chan.send(wire.Space())
             return await expect(chan, wire.SpaceInfo)
 
     async def push_roster(self, records: Sequence[bytes]) -> int:
-        async with self._request() as chan:
+        async with self._request() as call:
+            chan = call.chan
             await chan.send(wire.RosterPush(records=[bytes(r) for r in records]))
             return (await expect(chan, wire.RosterAck)).accepted
 
