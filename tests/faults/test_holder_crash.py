@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from peerbak import transport, wire
 from peerbak.codec import ErasureCode
-from peerbak.errors import PeerUnavailable
 from peerbak.ids import NodeId, ShardKey
-from peerbak.link import PeerLink
+from peerbak.link import PeerLink, handshake
 from peerbak.pack import make_shards, pack_id_of
 from peerbak.pool import ssh_public_key
 from tests.integration.nodes import Daemon
@@ -19,14 +19,14 @@ from tests.integration.nodes import Daemon
 pytestmark = pytest.mark.slow
 
 
-async def _incoming_file_growing(incoming: Path, put: asyncio.Task[None]) -> None:
-    """Wait (bounded by the put itself) until the holder has started writing the shard."""
-    while not put.done():
-        files = list(incoming.iterdir()) if incoming.exists() else []
-        if files and files[0].stat().st_size > (1 << 20):
-            return
-        await asyncio.sleep(0.005)  # polling an observable condition, not a timing guess
-    raise AssertionError("the put finished before the holder could be killed")
+async def _written(incoming: Path, at_least: int) -> None:
+    """Until the holder has written ``at_least`` bytes of the half-sent shard (bounded)."""
+    async with asyncio.timeout(30):
+        while True:
+            files = list(incoming.iterdir()) if incoming.exists() else []
+            if files and files[0].stat().st_size >= at_least:
+                return
+            await asyncio.sleep(0.01)  # polling a state that must come, not a timing guess
 
 
 async def test_kill_9_mid_put_leaves_nothing_and_the_retry_succeeds(tmp_path: Path) -> None:
@@ -36,37 +36,38 @@ async def test_kill_9_mid_put_leaves_nothing_and_the_retry_succeeds(tmp_path: Pa
             node.init()
             node.start()
         owner.cli("join", holder.cli("invite")["token"])
-        pack = memoryview(os.urandom(48 << 20))  # 1-of-2: a 48 MiB shard takes a while
+        pack = memoryview(os.urandom(8 << 20))
         record, shards = make_shards(ErasureCode(1, 2), pack_id_of(pack), pack, [])
         key = ShardKey(record.pack_id, 0)
         held = holder.home / "held" / owner.keys.node_id.hex()
+        address = holder.status()["addresses"][0]
 
-        def link() -> PeerLink:
-            status = holder.status() if holder.proc else {"addresses": addresses}
-            return PeerLink(
-                NodeId(bytes(holder.keys.node_id)),
-                status["addresses"],
-                ssh_public_key(holder.keys),
-                owner.ssh_key,
-                timeout=30,
-            )
-
-        addresses = holder.status()["addresses"]
-        first = link()
-        put = asyncio.create_task(first.put(key, shards[0]))
-        await _incoming_file_growing(held / "incoming", put)
+        # Half a put: the header and half the data, then the holder dies for real.
+        conn = await transport.connect(address, ssh_public_key(holder.keys), owner.ssh_key, 20)
+        chan = await transport.open_channel(conn)
+        await handshake(chan, bytes(holder.keys.node_id))
+        await chan.send(wire.PutShard(header=shards[0].header.to_bytes()))
+        half = len(shards[0].data) // 2
+        await chan.send_data(memoryview(shards[0].data)[:half])
+        await _written(held / "incoming", 1 << 20)
         holder.kill()
-        with pytest.raises(PeerUnavailable):
-            await put
-        await first.close()
+        conn.close()
         assert not (held / "shards" / key.text[:2] / key.text).exists()
 
         holder.start()
         assert list((held / "incoming").iterdir()) == []  # swept at start
-        retry = link()
+        status = holder.status()
+        retry = PeerLink(
+            NodeId.from_hex(status["node"]),
+            status["addresses"],
+            ssh_public_key(holder.keys),
+            owner.ssh_key,
+            timeout=30,
+        )
         try:
             await retry.put(key, shards[0])
             assert (await retry.stat(key)).size == shards[0].header.size
+            assert (await retry.get(key)).to_bytes() == shards[0].to_bytes()
         finally:
             await retry.close()
     finally:
