@@ -175,10 +175,14 @@ class Packer:
             self._finish((self._active + i) % WRITERS)
 
     def close(self) -> None:
+        """Stop the threads and let go of the pack and parity buffers (tens of MiB)."""
         for fut in self._pending:
             fut.cancel()
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._shard_pool.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+        self._writers = []
+        self._parity = []
 
     # -- compression threads ---------------------------------------------------------------
 
