@@ -64,6 +64,8 @@ class NodeSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class StorageSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     lend: Size = 50 * GIB
     reserve_free: Size = 5 * GIB
+    #: Days a deleted shard stays in this holder's trash (owners cannot shorten it).
+    trash_days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 30
     lend_to: dict[str, Size] = {}
 
 
@@ -189,6 +191,9 @@ advertise = []
 lend = "50GiB"
 # Never fill the disk below this.
 reserve_free = "5GiB"
+# Days a shard an owner deleted stays in the trash here (ransomware on a friend's
+# machine cannot wipe its backups faster than this).
+trash_days = 30
 
 # Per-member overrides: node id = size.
 [storage.lend_to]

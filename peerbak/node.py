@@ -50,6 +50,7 @@ STOP_GRACE: Final = 10.0
 #: Every member pushes its whole record set to every other this often (and at start):
 #: a member that was away when a change was pushed learns it within one interval.
 GOSSIP_INTERVAL: Final = 600.0
+PURGE_INTERVAL: Final = 3600.0
 PUSH_TIMEOUT: Final = 10.0
 CONTROL_MAX_LINE: Final = 64 << 10
 
@@ -189,6 +190,23 @@ class Node:
         failures = await self.push(self.roster.blobs())
         for node, error in failures.items():
             log.info("gossip to %s failed: %s", node, error)
+
+    async def purge_trash(self) -> tuple[int, int]:
+        """Free trash older than this holder's grace period, for every owner."""
+        await asyncio.to_thread(self.open_held_stores)
+        grace = self.config.storage_section.trash_days * 86400
+        freed = size = 0
+        for store in list(self._stores.values()):
+            n, b = await asyncio.to_thread(store.purge_trash, self.clock(), grace)
+            freed, size = freed + n, size + b
+        if freed:
+            log.info("freed %d trashed shards (%d bytes) past the grace period", freed, size)
+        return freed, size
+
+    async def purge_forever(self, interval: float = PURGE_INTERVAL) -> None:
+        while True:
+            await self.purge_trash()
+            await asyncio.sleep(interval)
 
     async def gossip_forever(self, interval: float = GOSSIP_INTERVAL) -> None:
         while True:
@@ -539,11 +557,13 @@ async def run_daemon(home: Home) -> None:
         notify(f"READY=1\nSTATUS=serving on port {node.port}\nMAINPID={os.getpid()}")
         watchdog = asyncio.create_task(_watchdog(notify))
         gossip = asyncio.create_task(node.gossip_forever())
+        purge = asyncio.create_task(node.purge_forever())
         log.info("node %s serving on port %d", node.node_id.short, node.port)
         await node.stopping.wait()
         notify("STOPPING=1")
         watchdog.cancel()
         gossip.cancel()
+        purge.cancel()
         acceptor.close()
         control.close()
         if node._sessions:

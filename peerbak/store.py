@@ -273,17 +273,37 @@ class DirectoryShareStore:
         src = self._path(key)
         for n in range(1 << 16):
             dst = self._trash / f"{key.text}.{n}"
-            if dst.exists():
-                continue
             try:
-                os.rename(src, dst)
+                os.link(src, dst)  # never replaces: an earlier trashed copy stays
+            except FileExistsError:
+                continue
             except FileNotFoundError:
                 return
+            os.utime(dst)  # the file's time is now its deletion time: the grace runs from it
+            os.unlink(src)
             if self.durable:
                 fsync_dir(self._trash)
                 fsync_dir(src.parent)
             return
         raise StorageError(f"shard {key.text}: trash holds too many copies")
+
+    def purge_trash(self, now: float, grace: float) -> tuple[int, int]:
+        """Free trashed shards deleted more than ``grace`` seconds before ``now``.
+
+        The holder alone calls this, with its own grace period: an owner (or malware on
+        it) can move shards to the trash but never shorten how long they stay there.
+        Returns (shards, bytes) freed. Blocking: call from a thread.
+        """
+        freed = size = 0
+        for entry in os.scandir(self._trash):
+            info = entry.stat(follow_symlinks=False)
+            if info.st_mtime <= now - grace:
+                os.unlink(entry.path)
+                freed += 1
+                size += info.st_size
+        if freed and self.durable:
+            fsync_dir(self._trash)
+        return freed, size
 
     # -- for a holder: streamed puts and reads, usage -------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import stat
 from collections.abc import AsyncIterator
@@ -126,3 +127,39 @@ async def test_streamed_put_of_a_stored_shard_agrees_or_conflicts(
     other = Shard(shards[1].header, shards[1].data)
     with pytest.raises(IntegrityError):  # a container for index 1 under key index 0
         await store.put_stream(key, other.header, _pieces(bytes(other.data), []))
+
+
+async def test_trash_is_freed_only_after_the_holders_grace(
+    tmp_path: Path, keys: NodeKeys, rng: random.Random
+) -> None:
+    store = DirectoryShareStore(tmp_path)
+    record, shards = build_pack(keys, rng)
+    for index in (0, 1):
+        key = shard_keys(record)[index]
+        await store.put(key, shards[index])
+        await store.delete(key)
+    trash = sorted((tmp_path / "trash").iterdir())
+    deleted_at = trash[0].stat().st_mtime
+    os.utime(trash[0], (deleted_at - 31 * 86400, deleted_at - 31 * 86400))
+    size = trash[0].stat().st_size
+    grace = 30 * 86400
+    assert store.purge_trash(now=deleted_at, grace=grace) == (1, size)
+    assert [p.name for p in (tmp_path / "trash").iterdir()] == [trash[1].name]
+    second = trash[1].stat().st_mtime
+    assert store.purge_trash(now=second + grace - 1, grace=grace) == (0, 0)
+    assert store.purge_trash(now=second + grace, grace=grace)[0] == 1
+
+
+async def test_deleting_stamps_the_deletion_time(
+    tmp_path: Path, keys: NodeKeys, rng: random.Random
+) -> None:
+    """A shard written long ago and deleted now gets the full grace from now."""
+    store = DirectoryShareStore(tmp_path)
+    record, shards = build_pack(keys, rng)
+    key = shard_keys(record)[0]
+    await store.put(key, shards[0])
+    final = tmp_path / "shards" / key.text[:2] / key.text
+    os.utime(final, (1_000_000, 1_000_000))
+    await store.delete(key)
+    (trashed,) = (tmp_path / "trash").iterdir()
+    assert trashed.stat().st_mtime > 1_000_000 + 86400
