@@ -17,7 +17,6 @@ from typing import Final
 from peerbak import wire
 from peerbak.errors import (
     IntegrityError,
-    PeerbakError,
     RemoteProtocolError,
     StorageError,
 )
@@ -66,6 +65,10 @@ class Holder:
             self._used[owner] = await asyncio.to_thread(store.usage)
         return self._used[owner]
 
+    def forget_usage(self, owner: NodeId) -> None:
+        """Count the owner's usage anew next time (after the holder purged its trash)."""
+        self._used.pop(owner, None)
+
     async def handle(self, owner: NodeId, chan: Channel, msg: wire.Message) -> bool:
         """Answer one holder request; False if ``msg`` is not one (the caller decides).
 
@@ -99,14 +102,9 @@ class Holder:
                 more = start + len(page) < len(keys)
                 await chan.send(wire.ShardList(shards=page, more=more))
             case wire.Delete(pack=pack, index=index):
-                key = _key(pack, index)
-                try:
-                    size = (await store.stat(key)).size
-                except PeerbakError:
-                    size = 0
-                await store.delete(key)
-                if owner in self._used:
-                    self._used[owner] = max(0, self._used[owner] - size)
+                # Moved to the trash, the shard still counts against the owner's quota
+                # until the holder purges it (see forget_usage).
+                await store.delete(_key(pack, index))
                 await chan.send(wire.Deleted())
             case wire.Space():
                 used = await self.used(owner)

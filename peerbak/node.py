@@ -196,8 +196,10 @@ class Node:
         await asyncio.to_thread(self.open_held_stores)
         grace = self.config.storage_section.trash_days * 86400
         freed = size = 0
-        for store in list(self._stores.values()):
+        for owner, store in list(self._stores.items()):
             n, b = await asyncio.to_thread(store.purge_trash, self.clock(), grace)
+            if n:
+                self.holder.forget_usage(owner)
             freed, size = freed + n, size + b
         if freed:
             log.info("freed %d trashed shards (%d bytes) past the grace period", freed, size)

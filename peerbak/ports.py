@@ -126,5 +126,5 @@ class HeldStore(Protocol):
     async def delete(self, key: ShardKey) -> None: ...
 
     def usage(self) -> int:
-        """Bytes of live shards (blocking)."""
+        """Bytes of live and trashed shards (blocking)."""
         ...

@@ -352,8 +352,12 @@ class DirectoryShareStore:
         return data
 
     def usage(self) -> int:
-        """Bytes of live shards (blocking: a directory walk; call from a thread)."""
-        total = 0
+        """Bytes of live and trashed shards: trash counts against the owner until purged,
+        so putting and deleting in a loop cannot fill the holder's disk.
+
+        Blocking (a directory walk): call from a thread.
+        """
+        total = sum(e.stat(follow_symlinks=False).st_size for e in os.scandir(self._trash))
         for sub in self._shards.iterdir():
             for entry in os.scandir(sub):
                 total += entry.stat(follow_symlinks=False).st_size

@@ -233,3 +233,32 @@ async def test_puts_beyond_quota_or_the_free_floor_are_refused_before_writing(
     finally:
         holder.kill()
         owner.kill()
+
+
+async def test_deleting_does_not_give_quota_back_before_the_trash_is_purged(
+    tmp_path: Path,
+) -> None:
+    """Put, delete, put again: the trashed shard still counts, so a loop cannot fill a disk."""
+    holder, owner = Daemon(tmp_path, "holder"), Daemon(tmp_path, "owner")
+    try:
+        holder.init()
+        owner.init()
+        _set_storage(holder, "150KiB", "0")  # room for one ~100 KB shard, not two
+        holder.start()
+        owner.start()
+        owner.cli("join", holder.cli("invite")["token"])
+        first, first_shards = build_pack(owner.keys, random.Random(12), size=300_000)
+        second, second_shards = build_pack(owner.keys, random.Random(13), size=300_000)
+        link = _link(holder, owner)
+        try:
+            await link.put(ShardKey(first.pack_id, 0), first_shards[0])
+            await link.delete(ShardKey(first.pack_id, 0))
+            with pytest.raises(StorageError, match="lent"):
+                await link.put(ShardKey(second.pack_id, 0), second_shards[0])
+            space = await link.space()
+            assert space.used == first_shards[0].header.size
+        finally:
+            await link.close()
+    finally:
+        holder.kill()
+        owner.kill()

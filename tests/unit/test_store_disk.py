@@ -163,3 +163,17 @@ async def test_deleting_stamps_the_deletion_time(
     await store.delete(key)
     (trashed,) = (tmp_path / "trash").iterdir()
     assert trashed.stat().st_mtime > 1_000_000 + 86400
+
+
+async def test_trash_counts_as_used_until_it_is_purged(
+    tmp_path: Path, keys: NodeKeys, rng: random.Random
+) -> None:
+    store = DirectoryShareStore(tmp_path)
+    record, shards = build_pack(keys, rng)
+    key = shard_keys(record)[0]
+    await store.put(key, shards[0])
+    await store.delete(key)
+    assert store.usage() == shards[0].header.size
+    (trashed,) = (tmp_path / "trash").iterdir()
+    store.purge_trash(now=trashed.stat().st_mtime + 10, grace=10)
+    assert store.usage() == 0
