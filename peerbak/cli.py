@@ -211,7 +211,7 @@ def daemon() -> None:
     """Run the node in the foreground (systemd: Type=notify)."""
     import logging
 
-    from peerbak.node import run_daemon
+    from peerbak.daemon import run_daemon
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per connection is noise

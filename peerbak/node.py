@@ -1,43 +1,34 @@
-"""The node daemon: composition root. Everything is wired together here and nowhere else.
+"""A running node: its roster, the holder service, links to members, invites and joins.
 
-``peerbak daemon`` runs :func:`run_daemon` in the foreground: the SSH server that
-friends talk to (holder requests, roster gossip, joins), the control socket that the
-CLI talks to, LAN discovery, and systemd notifications (READY, STOPPING, WATCHDOG)
-over ``$NOTIFY_SOCKET`` without any dependency. SIGTERM or SIGINT stops accepting,
-gives sessions in flight a moment to finish, and exits 0; an interrupted put leaves
-only a temporary file, swept at the next start.
+:class:`Node` is what the SSH server calls for each session (ServerHooks) and what the
+control socket drives; ``peerbak.daemon`` runs it as a process. :func:`join_pool` is the
+joiner's side of an invite, run by ``peerbak join``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import ipaddress
-import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Final
 
 from peerbak import __version__, pool, transport, wire
 from peerbak.config import Config
 from peerbak.crypto import NodeKeys, RandomBytes
 from peerbak.errors import (
-    ConfigError,
     InputError,
     IntegrityError,
     PeerbakError,
     RemoteProtocolError,
-    StorageError,
 )
 from peerbak.holder import Holder
-from peerbak.home import DaemonState, Home
+from peerbak.home import Home
 from peerbak.ids import NodeId
 from peerbak.ledger import InviteStatus, Ledger
 from peerbak.link import SOFTWARE, PeerLink
@@ -46,13 +37,11 @@ from peerbak.transport import Caller, FramedChannel
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE: Final = 10.0
 #: Every member pushes its whole record set to every other this often (and at start):
 #: a member that was away when a change was pushed learns it within one interval.
 GOSSIP_INTERVAL: Final = 600.0
 PURGE_INTERVAL: Final = 3600.0
 PUSH_TIMEOUT: Final = 10.0
-CONTROL_MAX_LINE: Final = 64 << 10
 
 
 def local_addresses(config: Config, port: int) -> list[str]:
@@ -62,17 +51,17 @@ def local_addresses(config: Config, port: int) -> list[str]:
         return list(config.node.advertise)
     listen = config.node.listen
     if listen not in ("0.0.0.0", "::", ""):  # noqa: S104 - a comparison, not a bind
-        return [_join_host_port(listen, port)]
+        return [join_host_port(listen, port)]
     found: list[str] = []
     with contextlib.suppress(OSError):
         for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
             host = str(info[4][0])
             if host not in found and not ipaddress.ip_address(host).is_loopback:
                 found.append(host)
-    return [_join_host_port(h, port) for h in [*found, "127.0.0.1"]]
+    return [join_host_port(h, port) for h in [*found, "127.0.0.1"]]
 
 
-def _join_host_port(host: str, port: int) -> str:
+def join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -453,158 +442,6 @@ class Node:
             "port": self.port,
             "members": members,
         }
-
-
-# --- the daemon process ---------------------------------------------------------------------
-
-
-class _Notifier:
-    """systemd's sd_notify over $NOTIFY_SOCKET (datagrams), without a dependency."""
-
-    def __init__(self) -> None:
-        path = os.environ.get("NOTIFY_SOCKET", "")
-        self._address = ("\0" + path[1:]) if path.startswith("@") else path
-
-    def __call__(self, state: str) -> None:
-        if not self._address:
-            return
-        with (
-            contextlib.suppress(OSError),
-            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
-        ):
-            sock.sendto(state.encode(), self._address)
-
-
-def _lock(home: Home) -> int:
-    """One daemon per home. The lock is an flock: it dies with the process (kill -9 too)."""
-    path = home.run_dir / "daemon.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(f"a daemon is already running for {home.root}") from None
-    return fd
-
-
-async def _control_server(node: Node, path: Path) -> asyncio.AbstractServer:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await reader.readline()
-            if len(line) > CONTROL_MAX_LINE:
-                raise InputError("control request too long")
-            try:
-                request = json.loads(line)
-                if not isinstance(request, dict):
-                    raise TypeError
-            except (ValueError, TypeError):
-                raise InputError("control requests are one JSON object per line") from None
-            reply: dict[str, Any] = {"ok": True, **(await node.control(request))}
-        except PeerbakError as exc:
-            reply = {
-                "ok": False,
-                "error": type(exc).__name__,
-                "code": exc.exit_code,
-                "message": str(exc),
-            }
-        except Exception as exc:
-            log.exception("control request failed")
-            reply = {"ok": False, "error": "InternalError", "code": 70, "message": str(exc)}
-        writer.write(json.dumps(reply).encode() + b"\n")
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
-
-    path.unlink(missing_ok=True)
-    old = os.umask(0o177)  # the socket is created 0600: only this user may control the node
-    try:
-        return await asyncio.start_unix_server(handle, path=str(path), limit=CONTROL_MAX_LINE)
-    finally:
-        os.umask(old)
-
-
-async def run_daemon(home: Home) -> None:
-    """Run until SIGTERM/SIGINT (or a ``stop`` control request)."""
-    config = home.config()
-    keys = NodeKeys.derive(home.secret())
-    lock = _lock(home)
-    notify = _Notifier()
-    ledger = await Ledger.open(home.ledger_path)
-    try:
-        node = Node(home, config, keys, ledger, None)
-        await node.reload_roster()
-        await node.refresh_guests()
-        await asyncio.to_thread(node.open_held_stores)
-        try:
-            acceptor = await transport.listen(
-                config.node.listen, config.node.port, node.ssh_key, node
-            )
-        except OSError as exc:
-            raise StorageError(
-                f"cannot listen on {config.node.listen}:{config.node.port}: {exc.strerror or exc}"
-            ) from None
-        node.port = acceptor.get_port()
-        node.addresses = local_addresses(config, node.port)
-        control = await _control_server(node, home.control_socket)
-        home.write_state(
-            DaemonState(
-                pid=os.getpid(), listen=config.node.listen, port=node.port, started=time.time()
-            )
-        )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, node.stopping.set)
-        discovery = await _start_discovery(node) if config.discovery.lan else None
-        await node.publish_self()
-        notify(f"READY=1\nSTATUS=serving on port {node.port}\nMAINPID={os.getpid()}")
-        watchdog = asyncio.create_task(_watchdog(notify))
-        gossip = asyncio.create_task(node.gossip_forever())
-        purge = asyncio.create_task(node.purge_forever())
-        log.info("node %s serving on port %d", node.node_id.short, node.port)
-        await node.stopping.wait()
-        notify("STOPPING=1")
-        watchdog.cancel()
-        gossip.cancel()
-        purge.cancel()
-        acceptor.close()
-        control.close()
-        if node._sessions:
-            await asyncio.wait(node._sessions, timeout=STOP_GRACE)
-        for task in list(node._sessions):
-            task.cancel()
-        if discovery is not None:
-            await discovery.stop()
-        for link in node.links.values():
-            await link.close()
-        home.clear_state()
-        home.control_socket.unlink(missing_ok=True)
-    finally:
-        await ledger.close()
-        os.close(lock)
-
-
-async def _watchdog(notify: _Notifier) -> None:
-    usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
-    if usec <= 0:
-        return
-    while True:
-        notify("WATCHDOG=1")
-        await asyncio.sleep(usec / 2e6)
-
-
-async def _start_discovery(node: Node) -> Any:
-    from peerbak.discovery import LanDiscovery
-
-    def seen(peer: NodeId, addresses: list[str], port: int) -> None:
-        link = node.links.get(bytes(peer))
-        if link is None:  # only members we know; mDNS never adds one
-            return
-        fresh = [_join_host_port(a, port) for a in addresses]
-        link.addresses = fresh + [a for a in link.addresses if a not in fresh]
-
-    discovery = LanDiscovery(node.node_id, node.port, seen, name=node.config.node.name)
-    await discovery.start()
-    return discovery
 
 
 async def join_pool(
