@@ -102,6 +102,16 @@ def open_blob(
     body = crypto.decrypt(data_key, aad, stored, what="chunk", ident=ident)
     if entry.compression == Compression.ZSTD:
         try:
+            # zstandard ignores max_output_size when the frame declares its size: check it.
+            declared = zstandard.frame_content_size(body)
+            if declared > entry.plain_length:
+                raise IntegrityError(
+                    f"chunk {ident}: compressed frame claims {declared} bytes, "
+                    f"header says {entry.plain_length}",
+                    obj="chunk",
+                    ident=ident,
+                    check="length",
+                )
             plain: bytes = zstandard.ZstdDecompressor().decompress(
                 body, max_output_size=entry.plain_length
             )

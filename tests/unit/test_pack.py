@@ -13,6 +13,7 @@ from peerbak.errors import InputError, IntegrityError, PeerbakError
 from peerbak.pack import (
     SHARD_HEADER_LEN,
     PackWriter,
+    PlainBlob,
     ShardHeader,
     make_shards,
     open_blob,
@@ -168,3 +169,21 @@ def test_truncated_or_extended_shard_is_refused() -> None:
 def test_fuzzed_shards_only_raise_peerbak_errors(raw: bytes) -> None:
     with pytest.raises(PeerbakError):
         verify_shard(raw)
+
+
+def test_a_frame_claiming_more_than_the_header_is_refused_before_decompressing() -> None:
+    """zstandard would allocate what the frame declares; the header's length bounds it."""
+    plain = b"a" * 1000
+    ident = crypto.chunk_id(KEYS.chunk_id_key, plain)
+    liar = zstandard.ZstdCompressor().compress(b"a" * (64 << 20))  # declares 64 MiB
+    writer = PackWriter(KEYS.data_key, 1 << 20)
+    writer.add(PlainBlob(BlobType.DATA, Compression.ZSTD, ident, len(plain), liar), bytes(24))
+    _, view, entries = writer.seal(bytes(24))
+    entry = entries[0]
+    with pytest.raises(IntegrityError, match="claims"):
+        open_blob(
+            KEYS.data_key,
+            KEYS.chunk_id_key,
+            entry,
+            view[entry.offset : entry.offset + entry.length],
+        )
