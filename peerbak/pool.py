@@ -23,7 +23,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import blake3
 import msgspec
@@ -186,6 +186,8 @@ class JoinRequest(msgspec.Struct, array_like=True, frozen=True):
     proposal: bytes  # a SignedRecord under PROPOSAL_DOMAIN, signed by the joiner
 
 
+_T = TypeVar("_T")
+
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _RECORD_DECODER: Final = msgspec.msgpack.Decoder(RosterRecord)
 _SIGNED_DECODER: Final = msgspec.msgpack.Decoder(SignedRecord)
@@ -237,6 +239,21 @@ def _sign(record: RosterRecord, signer: nacl.signing.SigningKey, domain: bytes) 
     return _ENCODER.encode(SignedRecord(body, bytes(signer.verify_key), signature))
 
 
+def _decode_canonical(
+    decoder: msgspec.msgpack.Decoder[_T], blob: bytes, error: type[PeerbakError], what: str
+) -> _T:
+    """Decode, then require the one canonical encoding: msgspec drops extra array elements
+    and accepts non-minimal integers, so one value could otherwise travel as many different
+    byte strings."""
+    try:
+        value = decoder.decode(blob)
+    except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: bad UTF-8
+        raise error(f"malformed {what}: {exc}") from exc
+    if _ENCODER.encode(value) != blob:
+        raise error(f"{what} is not in canonical msgpack form")
+    return value
+
+
 def _open(blob: bytes, domain: bytes) -> tuple[RosterRecord, bytes]:
     if not isinstance(blob, bytes):
         raise RemoteProtocolError(f"a signed record is bytes, not {type(blob).__name__}")
@@ -244,14 +261,8 @@ def _open(blob: bytes, domain: bytes) -> tuple[RosterRecord, bytes]:
         raise RemoteProtocolError(
             f"signed record of {len(blob)} bytes exceeds the {MAX_SIGNED_RECORD}-byte cap"
         )
-    try:
-        signed = _SIGNED_DECODER.decode(blob)
-        record = _RECORD_DECODER.decode(signed.body)
-    except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: bad UTF-8
-        raise RemoteProtocolError(f"malformed signed record: {exc}") from exc
-    # One record, one encoding: no extra fields, no non-minimal integers or headers.
-    if _ENCODER.encode(signed) != blob or _ENCODER.encode(record) != signed.body:
-        raise RemoteProtocolError("signed record is not in canonical msgpack form")
+    signed = _decode_canonical(_SIGNED_DECODER, blob, RemoteProtocolError, "signed record")
+    record = _decode_canonical(_RECORD_DECODER, signed.body, RemoteProtocolError, "signed record")
     _check_len(RemoteProtocolError, "signer", signed.signer, KEY_LEN)
     _check_len(RemoteProtocolError, "signature", signed.signature, SIGNATURE_LEN)
     _check_record(record, RemoteProtocolError)
@@ -742,12 +753,7 @@ def decode_token(text: str) -> Invite:
     body, check = decoded.payload[:-_TOKEN_CHECK_LEN], decoded.payload[-_TOKEN_CHECK_LEN:]
     if not body or not hmac.compare_digest(check, _token_check(body)):
         raise InputError("too many typos: the invite token fails its check after correction")
-    try:
-        invite = _INVITE_DECODER.decode(body)
-    except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: bad UTF-8
-        raise InputError(f"malformed invite token: {exc}") from exc
-    if _ENCODER.encode(invite) != body:
-        raise InputError("malformed invite token: not in canonical form")
+    invite = _decode_canonical(_INVITE_DECODER, body, InputError, "invite token")
     _check_invite(invite, InputError)
     return invite
 
@@ -796,12 +802,7 @@ def decode_join_request(blob: bytes) -> JoinRequest:
     """Size cap first, then shape; RemoteProtocolError if malformed."""
     if not isinstance(blob, bytes) or len(blob) > MAX_JOIN_REQUEST:
         raise RemoteProtocolError(f"join request over {MAX_JOIN_REQUEST} bytes or not bytes")
-    try:
-        request = _JOIN_DECODER.decode(blob)
-    except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: bad UTF-8
-        raise RemoteProtocolError(f"malformed join request: {exc}") from exc
-    if _ENCODER.encode(request) != blob:
-        raise RemoteProtocolError("join request is not in canonical msgpack form")
+    request = _decode_canonical(_JOIN_DECODER, blob, RemoteProtocolError, "join request")
     _check_len(RemoteProtocolError, "invite id", request.invite_id, INVITE_ID_LEN)
     _check_len(RemoteProtocolError, "join proof", request.proof, SIGNATURE_LEN)
     return request
