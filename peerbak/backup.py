@@ -20,11 +20,12 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
+import numpy as np
 import zstandard
 
 from peerbak import chunker, crypto
@@ -52,6 +53,69 @@ SMALL_FILE: Final = 8 << 20
 ZSTD_LEVEL: Final = 3
 
 
+#: Stores one sealed pack's shards wherever placement says; returns once it is durable.
+StorePack = Callable[[PackRecord, list[Shard]], Awaitable[None]]
+
+
+class ChunkSet(Protocol):
+    def __contains__(self, ident: object, /) -> bool: ...
+    def add(self, ident: ChunkId, /) -> None: ...
+
+
+class KnownChunks:
+    """Chunk ids already stored, in 16 bytes each whatever their number.
+
+    A Python set costs about 90 bytes per id: 4 million chunks (4 TB of photos) would
+    take 360 MB. Here the ids known at start are one sorted numpy array of 16-byte
+    prefixes (64 MB for those 4 million), looked up by binary search; ids added during
+    the run go to a small set, merged into the array when it grows. A 128-bit prefix
+    of a keyed hash does not collide by chance (p ≈ 10⁻²⁶ at 4 million), and nobody
+    without the node's key can make it collide on purpose.
+    """
+
+    PREFIX: Final = 16
+    MERGE_AT: Final = 1 << 16
+
+    def __init__(self, ids: Iterable[bytes] = ()) -> None:
+        self._sorted = np.array([], dtype=f"S{self.PREFIX}")
+        self._recent: set[bytes] = set()
+        self._lock = threading.Lock()
+        self.update(ids)
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def update(self, ids: Iterable[bytes]) -> None:
+        with self._lock:
+            self._recent.update(bytes(i[: self.PREFIX]) for i in ids)
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._recent:
+            return
+        fresh = np.array(sorted(self._recent), dtype=f"S{self.PREFIX}")
+        self._sorted = np.union1d(self._sorted, fresh)
+        self._recent.clear()
+
+    def __contains__(self, ident: object, /) -> bool:
+        if not isinstance(ident, bytes):
+            return False
+        key = ident[: self.PREFIX]
+        with self._lock:
+            if key in self._recent:
+                return True
+            arr = self._sorted
+        # numpy strips trailing NULs from S values; compare the same way.
+        pos = int(np.searchsorted(arr, key))
+        return pos < len(arr) and arr[pos] == key.rstrip(b"\0")
+
+    def add(self, ident: ChunkId, /) -> None:
+        with self._lock:
+            self._recent.add(bytes(ident[: self.PREFIX]))
+            if len(self._recent) >= self.MERGE_AT:
+                self._merge()
+
+
 @dataclass
 class PackerStats:
     """Counters and per-stage seconds (summed over the threads that ran each stage)."""
@@ -74,7 +138,8 @@ class PackerStats:
 class Packer:
     """Chunks, deduplicates, seals and stores; reports each stored pack to ``on_pack``.
 
-    ``stores[i]`` receives shard ``i`` of every pack (placement picks the stores).
+    ``stores[i]`` receives shard ``i`` of every pack; or ``stores`` is a StorePack
+    that places and uploads each pack itself.
     ``on_pack`` is called (from the calling thread) once every shard of a pack is
     durable; only then may anything refer to the pack's chunks.
     """
@@ -83,25 +148,31 @@ class Packer:
         self,
         keys: NodeKeys,
         code: ErasureCode,
-        stores: Sequence[ShareStore],
+        stores: Sequence[ShareStore] | StorePack,
         loop: asyncio.AbstractEventLoop,
         *,
         random_bytes: RandomBytes,
         on_pack: Callable[[PackRecord], None],
-        known: set[ChunkId] | None = None,
+        known: ChunkSet | None = None,
         threads: int = 2,
         target_size: int = 16 << 20,
         compress: bool = True,
     ) -> None:
-        if len(stores) != code.n:
-            raise InputError(f"{code.n} stores needed for {code.k}-of-{code.n}, got {len(stores)}")
+        if callable(stores):
+            self._store_pack = stores
+        else:
+            if len(stores) != code.n:
+                raise InputError(
+                    f"{code.n} stores needed for {code.k}-of-{code.n}, got {len(stores)}"
+                )
+            self._stores = list(stores)
+            self._store_pack = self._put_all
         self._keys = keys
         self._code = code
-        self._stores = list(stores)
         self._loop = loop
         self._random = random_bytes
         self._on_pack = on_pack
-        self._known: set[ChunkId] = set() if known is None else known
+        self._known: ChunkSet = set() if known is None else known
         self._compress = compress
         self._seal_pool = ThreadPoolExecutor(threads, thread_name_prefix="peerbak-compress")
         self._shard_pool = ThreadPoolExecutor(1, thread_name_prefix="peerbak-shard")
@@ -238,15 +309,18 @@ class Packer:
         record, shards = make_shards(self._code, pack_id, view, entries, self._parity[slot])
         self.stats.timed("erasure+merkle", time.perf_counter() - t0)
         self.stats.shard_bytes += sum(s.header.size for s in shards)
-        put = asyncio.run_coroutine_threadsafe(self._put_all(pack_id, shards), self._loop)
+        put = asyncio.run_coroutine_threadsafe(self._timed_store(record, shards), self._loop)
         return record, put
 
-    async def _put_all(self, pack_id: PackId, shards: list[Shard]) -> None:
+    async def _timed_store(self, record: PackRecord, shards: list[Shard]) -> None:
         t0 = time.perf_counter()
+        await self._store_pack(record, shards)
+        self.stats.timed("store", time.perf_counter() - t0)
+
+    async def _put_all(self, record: PackRecord, shards: list[Shard]) -> None:
         await asyncio.gather(
             *(
-                store.put(ShardKey(pack_id, i), shard)
+                store.put(ShardKey(record.pack_id, i), shard)
                 for i, (store, shard) in enumerate(zip(self._stores, shards, strict=True))
             )
         )
-        self.stats.timed("store", time.perf_counter() - t0)

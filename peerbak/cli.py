@@ -6,13 +6,14 @@ Exit codes (an unknown code MUST be treated as a failure by scripts):
 0     success
 1     failure not covered below
 2     bad command line (unknown option, missing argument)
+3     backup saved, but some source files could not be read
 64    malformed input: a recovery key, a token, an id
 65    integrity: bytes failed a check; or a write-once conflict
 66    not found: no such shard, snapshot or member
 69    not enough shards to rebuild a pack
 70    internal error (a bug: please report it with ``--debug`` output)
 74    local storage or ledger trouble (disk full, permissions, SQLite)
-75    a peer is unavailable: try again later
+75    a peer is unavailable, or another backup of this node runs: try again later
 76    a peer broke the protocol
 78    configuration error
 130   interrupted
@@ -372,6 +373,337 @@ def join(token: str, as_json: bool) -> None:
         info,
         f"Joined pool {info['pool'][:12]} through {info['inviter'][:12]}: "
         f"{info['members']} members.",
+    )
+
+
+# --- backups -------------------------------------------------------------------------------
+
+
+def _shards(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    (pair,) = _pairs(text)
+    return pair
+
+
+class _Progress:
+    """restic's progress: a line on a terminal, JSON status lines under --json."""
+
+    def __init__(self, as_json: bool, verb: str) -> None:
+        self.as_json = as_json
+        self.verb = verb
+        self.tty = sys.stderr.isatty() and not as_json
+        self.shown = False
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(status))
+            return
+        if not self.tty:
+            return
+        elapsed = max(status["seconds_elapsed"], 1e-9)
+        done, total = status["bytes_done"], status.get("total_bytes") or 0
+        rate = status["bytes_read"] / elapsed
+        eta = ""
+        if total and rate > 0 and status.get("scan_finished"):
+            left = max(0, total - done) / max(done / elapsed, 1)
+            eta = f"  ETA {_clock(left)}"
+        files = f"{status['files_done']}" + (
+            f"/{status['total_files']}" if status.get("total_files") else ""
+        )
+        of = f" / {_size(total)}" if total else ""
+        line = (
+            f"[{_clock(elapsed)}] {files} files  {_size(done)}{of}  "
+            f"{rate / 1e6:.0f} MB/s{eta}  {status['errors']} errors"
+        )
+        click.echo("\r" + line[:150].ljust(100), nl=False, err=True)
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-e", "--exclude", multiple=True, help="Gitignore-style pattern to leave out.")
+@click.option(
+    "--exclude-file",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="File of exclude patterns, one per line.",
+)
+@click.option("-x", "--one-file-system", is_flag=True, help="Do not cross mount points.")
+@click.option("--tag", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option("-n", "--dry-run", is_flag=True, help="Read and chunk, store nothing.")
+@click.option("--shards", help="k/n, e.g. 3/5 (default: from the pool's size).")
+@click.option("--json", "as_json", is_flag=True, help="Status and summary as JSON lines.")
+def backup(
+    paths: tuple[str, ...],
+    exclude: tuple[str, ...],
+    exclude_file: tuple[str, ...],
+    one_file_system: bool,
+    tag: tuple[str, ...],
+    dry_run: bool,
+    shards: str | None,
+    as_json: bool,
+) -> None:
+    """Back PATHS up to the pool: encrypted, erasure-coded, spread over members."""
+    from peerbak.snapshots import run_backup
+
+    progress = _Progress(as_json, "backup")
+
+    def warn(message: str) -> None:
+        if as_json:
+            click.echo(json.dumps({"message_type": "error", "error": message}))
+        else:
+            click.echo(("\n" if progress.shown else "") + f"warning: {message}", err=True)
+
+    def go() -> dict[str, Any]:
+        home = _open_home()
+        patterns = list(exclude)
+        for name in exclude_file:
+            try:
+                patterns += Path(name).read_text().splitlines()
+            except OSError as exc:
+                raise InputError(f"cannot read exclude file {name}: {exc.strerror}") from None
+        return asyncio.run(
+            run_backup(
+                home,
+                [Path(p) for p in paths],
+                excludes=patterns,
+                one_file_system=one_file_system,
+                tags=list(tag),
+                dry_run=dry_run,
+                code=_shards(shards),
+                on_status=progress,
+                warn=warn,
+            )
+        )
+
+    try:
+        summary = run(as_json, go)
+    finally:
+        progress.done()
+    summary.pop("warnings", None)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        s = summary
+        click.echo(
+            f"Files: {s['files_new']} new, {s['files_changed']} changed, "
+            f"{s['files_unmodified']} unmodified\n"
+            f"Dirs: {s['dirs']}\n"
+            f"Added to the pool: {_size(s['data_added'])} new data, "
+            f"{_size(s['stored_added'])} stored with redundancy ({s['k']}-of-{s['n']}, "
+            f"{s['packs_added']} packs)\n"
+            f"Processed {s['total_files_processed']} files, "
+            f"{_size(s['total_bytes_processed'])} in {_clock(s['total_duration'])}\n"
+            + (
+                "Dry run: nothing was stored."
+                if s["dry_run"]
+                else f"snapshot {s['snapshot_id'][:8]} saved "
+                f"(manifest on {s['manifest_copies']} of {s['members']} members)"
+            )
+        )
+    if summary["errors"]:
+        sys.exit(3)
+
+
+def _repo_call(as_json: bool, fn: Callable[[Any], Any]) -> Any:
+    """Open the repository, run ``fn(repo)`` (a coroutine), close it."""
+    from peerbak.repository import Repository
+
+    async def go() -> Any:
+        repo = await Repository.open(_open_home())
+        async with repo:
+            return await fn(repo)
+
+    return run(as_json, lambda: asyncio.run(go()))
+
+
+@cli.command()
+@click.option("--tag", multiple=True, help="Only snapshots with this tag.")
+@click.option("--json", "as_json", is_flag=True)
+def snapshots(tag: tuple[str, ...], as_json: bool) -> None:
+    """List this node's snapshots."""
+    import time as _time
+
+    async def go(repo: Any) -> list[dict[str, Any]]:
+        return [
+            _snapshot_row(s) for s in await repo.snapshots() if not tag or set(tag) & set(s.tags)
+        ]
+
+    rows = _repo_call(as_json, go)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    emit_table(
+        f"{len(rows)} snapshots",
+        ["id", "time", "host", "tags", "paths", "files", "size", "k/n"],
+        (
+            (
+                r["short_id"],
+                _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(r["time"])),
+                r["hostname"],
+                ",".join(r["tags"]),
+                "\n".join(r["paths"]),
+                r["summary"]["total_files"],
+                _size(r["summary"]["total_bytes"]),
+                f"{r['k']}/{r['n']}",
+            )
+            for r in rows
+        ),
+    )
+
+
+def _snapshot_row(s: Any) -> dict[str, Any]:
+    import msgspec
+
+    return {
+        "id": s.id.hex(),
+        "short_id": s.short,
+        "time": s.time,
+        "hostname": s.hostname,
+        "paths": s.paths,
+        "tags": s.tags,
+        "tree": s.tree.hex(),
+        "parent": s.parent.hex(),
+        "k": s.k,
+        "n": s.n,
+        "summary": msgspec.structs.asdict(s.summary),
+    }
+
+
+@cli.command()
+@click.argument("snapshot")
+@click.argument("path", required=False, default="/")
+@click.option("-l", "--long", "long_", is_flag=True, help="Mode, size and time too.")
+@click.option("--json", "as_json", is_flag=True)
+def ls(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
+    """List the files of SNAPSHOT (below PATH)."""
+    from peerbak.restorer import list_tree
+
+    async def go(repo: Any) -> list[dict[str, Any]]:
+        snap = await repo.find_snapshot(snapshot)
+        return [row async for row in list_tree(repo, snap, path)]
+
+    rows = _repo_call(as_json, go)
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row))
+        elif long_:
+            click.echo(f"{row['permissions']} {row['size']:>12} {row['mtime_text']} {row['path']}")
+        else:
+            click.echo(row["path"])
+
+
+@cli.command()
+@click.argument("snapshot")
+@click.option("-t", "--target", required=True, type=click.Path(file_okay=False))
+@click.option("-i", "--include", multiple=True, help="Only paths matching (gitignore style).")
+@click.option("--json", "as_json", is_flag=True)
+def restore(snapshot: str, target: str, include: tuple[str, ...], as_json: bool) -> None:
+    """Restore SNAPSHOT (an id prefix, or latest) into --target DIR."""
+    from peerbak.restorer import run_restore
+
+    summary = _repo_call(
+        as_json, lambda repo: run_restore(repo, snapshot, Path(target), list(include) or None)
+    )
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    served = ", ".join(f"{k} ({v} shards)" for k, v in summary["served_by"].items())
+    text = (
+        f"Restored snapshot {summary['snapshot_id'][:8]} to {summary['target']}: "
+        f"{summary['files_restored']} files, {_size(summary['bytes_restored'])} in "
+        f"{summary['total_duration']:.1f} s ({summary['mb_per_s']} MB/s)\nServed by: {served}"
+    )
+    for name, why in summary["down"].items():
+        text += f"\nUnreachable: {name} ({why})"
+    click.echo(text)
+    for error in summary["errors"]:
+        click.echo(f"warning: {error}", err=True)
+
+
+@cli.command()
+@click.option("--source", type=click.Path(exists=True, file_okay=False), help="Back up this tree.")
+@click.option("--size", default="256MiB", show_default=True, help="Size of the generated tree.")
+@click.option("--keep", is_flag=True, help="Leave the pool's directory behind.")
+@click.option("--json", "as_json", is_flag=True)
+def demo(source: str | None, size: str, keep: bool, as_json: bool) -> None:
+    """A throwaway pool of 6 nodes: back up, kill 2 friends, restore, compare."""
+    from peerbak.demo import run_demo
+
+    def say(text: str) -> None:
+        if not as_json:
+            click.echo(text)
+
+    report = run(
+        as_json,
+        lambda: run_demo(Path(source) if source else None, parse_size(size), keep=keep, say=say),
+    )
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    r = report
+    served = ", ".join(f"{k} ({v} shards)" for k, v in sorted(r["served_by"].items()))
+    click.echo(
+        f"\nBacked up {r['files']} files, {_size(r['bytes'])}, {r['k']}-of-{r['n']}: "
+        f"{_size(r['stored_bytes'])} on friends' disks, in {r['backup_seconds']:.1f} s "
+        f"({r['backup_mb_s']} MB/s)\n"
+        f"Killed {' and '.join(r['killed'])}; restored in {r['restore_seconds']:.1f} s "
+        f"({r['restore_mb_s']} MB/s) from {served}\n"
+        "Restored tree is identical: contents, types, modes, mtimes and links."
+    )
+
+
+@cli.command()
+@click.option("--from", "address", required=True, help="A member's HOST:PORT.")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="Read the recovery key here.")
+@click.option("--name", default="", help="How friends see this node.")
+@click.option("--port", default=7420, show_default=True, help="SSH port (0: OS-chosen).")
+@click.option("--listen", default="0.0.0.0", show_default=True, help="Address to listen on.")  # noqa: S104
+@click.option("--no-lan", is_flag=True, help="Turn LAN discovery (mDNS) off.")
+@click.option("--json", "as_json", is_flag=True)
+def recover(
+    address: str,
+    key_file: str | None,
+    name: str,
+    port: int,
+    listen: str,
+    no_lan: bool,
+    as_json: bool,
+) -> None:
+    """Rebuild this node on a new machine from its recovery key and one member."""
+    from peerbak.recovery import recover as do_recover
+
+    def go() -> dict[str, Any]:
+        if key_file:
+            try:
+                key = Path(key_file).read_text()
+            except OSError as exc:
+                raise InputError(f"cannot read {key_file}: {exc.strerror}") from None
+        else:
+            key = click.prompt("Recovery key", hide_input=True, err=True)
+        return asyncio.run(
+            do_recover(
+                _home_path(), key, address, name=name, port=port, listen=listen, lan=not no_lan
+            )
+        )
+
+    info = run(as_json, go)
+    _echo(
+        as_json,
+        info,
+        f"Recovered node {info['node'][:12]} into {info['home']} through member "
+        f"{info['through'][:12]}: {info['snapshots']} snapshots, {info['packs']} packs.\n"
+        "Start `peerbak daemon`; `peerbak snapshots` and `peerbak restore` work now.",
     )
 
 

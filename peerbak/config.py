@@ -73,6 +73,12 @@ class DiscoverySection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     lan: bool = True
 
 
+class NetworkSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: Seconds a member may stay silent before it counts as unreachable for this run
+    #: (transfers get more time in proportion to their size).
+    timeout: Annotated[float, msgspec.Meta(ge=1, le=600)] = 30.0
+
+
 class Storage(msgspec.Struct, frozen=True):
     """The storage section with every size resolved to bytes."""
 
@@ -85,6 +91,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     node: NodeSection = msgspec.field(default_factory=NodeSection)
     storage_section: StorageSection = msgspec.field(default_factory=StorageSection, name="storage")
     discovery: DiscoverySection = msgspec.field(default_factory=DiscoverySection)
+    network: NetworkSection = msgspec.field(default_factory=NetworkSection)
 
     @property
     def storage(self) -> Storage:

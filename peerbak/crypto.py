@@ -49,6 +49,7 @@ class BlobType(IntEnum):
 
     DATA = 1  # file contents
     TREE = 2  # snapshot metadata (directory listings)
+    INDEX = 4  # index objects: which pack holds which blobs (3 stays unassigned)
     PACK_HEADER = 16  # the encrypted list of a pack's blobs
 
 

@@ -107,6 +107,13 @@ class ConflictError(PeerbakError):
     code = "conflict"
 
 
+class Locked(PeerbakError):
+    """Another process holds the lock (a second backup of the same node): try later."""
+
+    exit_code = 75
+    code = "locked"
+
+
 #: Every error class, for the exit-code table in the CLI and its documentation.
 ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     PeerbakError,
@@ -120,4 +127,5 @@ ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     StorageError,
     NotFoundError,
     ConflictError,
+    Locked,
 )

@@ -14,7 +14,7 @@ import bisect
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
-from peerbak import wire
+from peerbak import objects, wire
 from peerbak.errors import (
     IntegrityError,
     RemoteProtocolError,
@@ -106,6 +106,18 @@ class Holder:
                 # until the holder purges it (see forget_usage).
                 await store.delete(_key(pack, index))
                 await chan.send(wire.Deleted())
+            case wire.PutManifest(manifest=blob):
+                signer, sequence = objects.manifest_header(blob)
+                if signer != bytes(owner):
+                    raise IntegrityError(
+                        f"a manifest signed by {signer.hex()[:12]} offered by {owner.short}",
+                        obj="manifest",
+                        check="owner",
+                    )
+                kept = await store.put_manifest(blob, sequence)
+                await chan.send(wire.ManifestStored(sequence=kept))
+            case wire.GetManifest():
+                await chan.send(wire.ManifestIs(manifest=await store.get_manifest()))
             case wire.Space():
                 used = await self.used(owner)
                 free = max(0, self._free_bytes() - self._reserve)

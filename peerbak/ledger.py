@@ -8,19 +8,24 @@ one transaction; a ledger from a newer peerbak is refused rather than guessed at
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import sqlite3
-from collections.abc import Awaitable, Callable
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 import blake3
 
+from peerbak.crypto import BlobType, Compression
 from peerbak.errors import LedgerError
+from peerbak.ids import ChunkId, PackId
+from peerbak.pack import BlobEntry, PackRecord
 
 T = TypeVar("T")
 
@@ -45,6 +50,50 @@ MIGRATIONS: Final[list[str]] = [
         expires REAL NOT NULL,
         uses_left INTEGER NOT NULL,
         used_by BLOB
+    );
+    """,
+    # 2: packs, shards, blobs, snapshots and the files cache
+    """
+    CREATE TABLE packs (
+        pack_id BLOB PRIMARY KEY CHECK (length(pack_id) = 32),
+        k INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        roots BLOB NOT NULL,
+        entries BLOB NOT NULL,
+        kind INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('sealed', 'stored')),
+        indexed INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    CREATE TABLE shards (
+        pack_id BLOB NOT NULL REFERENCES packs(pack_id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        holder BLOB NOT NULL,
+        stored INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (pack_id, idx)
+    );
+    CREATE INDEX shards_holder ON shards(holder);
+    CREATE TABLE blobs (
+        chunk_id BLOB PRIMARY KEY CHECK (length(chunk_id) = 32),
+        pack_id BLOB NOT NULL REFERENCES packs(pack_id) ON DELETE CASCADE
+    );
+    CREATE INDEX blobs_pack ON blobs(pack_id);
+    CREATE TABLE snapshots (
+        id BLOB PRIMARY KEY CHECK (length(id) = 16),
+        time REAL NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE files_cache (
+        parent BLOB NOT NULL,
+        name BLOB NOT NULL,
+        device INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        content BLOB NOT NULL,
+        PRIMARY KEY (parent, name)
     );
     """,
 ]
@@ -72,6 +121,7 @@ class Ledger:
     def __init__(self, path: Path, db: aiosqlite.Connection) -> None:
         self.path = path
         self._db = db
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -118,13 +168,16 @@ class Ledger:
         await self._guard(setup)
 
     async def _guard(self, fn: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await fn()
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._db.execute("ROLLBACK")
-            raise LedgerError(f"ledger {self.path}: {exc}") from None
+        """Run ``fn`` alone on the connection: coroutines of one process share it, and
+        one's BEGIN ... COMMIT must not interleave with another's statements."""
+        async with self._lock:
+            try:
+                return await fn()
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await self._db.execute("ROLLBACK")
+                raise LedgerError(f"ledger {self.path}: {exc}") from None
 
     async def close(self) -> None:
         await self._db.close()
@@ -286,3 +339,296 @@ class Ledger:
                 return await cur.fetchone() is not None
 
         return await self._guard(any_open)
+
+    # -- packs and blobs ------------------------------------------------------------------
+
+    async def add_pack(
+        self, record: PackRecord, kind: int, holders: Sequence[bytes], now: float
+    ) -> None:
+        """Record a sealed pack and where its shards go, before any is uploaded: a crash
+        later leaves a row that says which members may hold leftovers to reclaim."""
+
+        async def add() -> None:
+            await self._db.execute("BEGIN IMMEDIATE")
+            await self._db.execute(
+                "INSERT OR IGNORE INTO packs "
+                "(pack_id, k, n, length, roots, entries, kind, state, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'sealed', ?)",
+                (
+                    bytes(record.pack_id),
+                    record.k,
+                    record.n,
+                    record.length,
+                    b"".join(record.roots),
+                    _encode_entries(record.entries),
+                    kind,
+                    now,
+                ),
+            )
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO shards (pack_id, idx, holder, stored) VALUES (?, ?, ?, 0)",
+                [(bytes(record.pack_id), i, h) for i, h in enumerate(holders) if h],
+            )
+            await self._db.execute("COMMIT")
+
+        await self._guard(add)
+
+    async def pack_stored(self, record: PackRecord, acked: Sequence[int]) -> None:
+        """≥ k holders acknowledged: the pack's chunks may now be referenced."""
+        pack = bytes(record.pack_id)
+
+        async def mark() -> None:
+            await self._db.execute("BEGIN IMMEDIATE")
+            await self._db.executemany(
+                "UPDATE shards SET stored = 1 WHERE pack_id = ? AND idx = ?",
+                [(pack, i) for i in acked],
+            )
+            await self._db.execute("DELETE FROM shards WHERE pack_id = ? AND stored = 0", (pack,))
+            await self._db.execute("UPDATE packs SET state = 'stored' WHERE pack_id = ?", (pack,))
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?)",
+                [(bytes(e.ident), pack) for e in record.entries],
+            )
+            await self._db.execute("COMMIT")
+
+        await self._guard(mark)
+
+    async def import_pack(
+        self, record: PackRecord, kind: int, holders: Sequence[bytes], indexed: bool, now: float
+    ) -> None:
+        """A pack learned from an index object (recovery): stored, with its holders."""
+        await self.add_pack(record, kind, holders, now)
+        await self.pack_stored(record, [i for i, h in enumerate(holders) if h])
+        if indexed:
+            await self.mark_indexed([record.pack_id])
+
+    async def sealed_packs(self) -> list[tuple[PackId, dict[int, bytes]]]:
+        """Packs sealed but never marked stored (a backup died): their placements."""
+
+        async def rows() -> list[tuple[PackId, dict[int, bytes]]]:
+            out: dict[bytes, dict[int, bytes]] = {}
+            async with self._db.execute(
+                "SELECT p.pack_id, s.idx, s.holder FROM packs p LEFT JOIN shards s "
+                "ON s.pack_id = p.pack_id WHERE p.state = 'sealed'"
+            ) as cur:
+                for pack, idx, holder in await cur.fetchall():
+                    placed = out.setdefault(bytes(pack), {})
+                    if idx is not None:
+                        placed[int(idx)] = bytes(holder)
+            return [(PackId(p), h) for p, h in out.items()]
+
+        return await self._guard(rows)
+
+    async def drop_pack(self, pack_id: bytes) -> None:
+        await self._guard(
+            lambda: self._db.execute("DELETE FROM packs WHERE pack_id = ?", (bytes(pack_id),))
+        )
+
+    async def chunk_ids(self, batch: int = 65536) -> AsyncIterator[list[bytes]]:
+        """Every stored chunk id, in batches (for the in-memory set of known chunks)."""
+        last = b""
+        while True:
+
+            async def page(after: bytes = last) -> list[bytes]:
+                async with self._db.execute(
+                    "SELECT chunk_id FROM blobs WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?",
+                    (after, batch),
+                ) as cur:
+                    return [bytes(r[0]) for r in await cur.fetchall()]
+
+            rows = await self._guard(page)
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]
+
+    async def locate(self, chunk_ids: Sequence[bytes]) -> dict[bytes, bytes]:
+        """chunk id → pack id, for those stored (one query per 500 ids)."""
+
+        async def find() -> dict[bytes, bytes]:
+            found: dict[bytes, bytes] = {}
+            ids = list(dict.fromkeys(bytes(c) for c in chunk_ids))
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                async with self._db.execute(
+                    f"SELECT chunk_id, pack_id FROM blobs WHERE chunk_id IN ({marks})",  # noqa: S608
+                    part,
+                ) as cur:
+                    for c, p in await cur.fetchall():
+                        found[bytes(c)] = bytes(p)
+            return found
+
+        return await self._guard(find)
+
+    async def pack(self, pack_id: bytes) -> tuple[PackRecord, dict[int, bytes]] | None:
+        """A stored pack's record and the holder of each stored shard."""
+
+        async def get() -> tuple[PackRecord, dict[int, bytes]] | None:
+            async with self._db.execute(
+                "SELECT k, n, length, roots, entries FROM packs "
+                "WHERE pack_id = ? AND state = 'stored'",
+                (bytes(pack_id),),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            async with self._db.execute(
+                "SELECT idx, holder FROM shards WHERE pack_id = ? AND stored = 1",
+                (bytes(pack_id),),
+            ) as cur:
+                holders = {int(i): bytes(h) for i, h in await cur.fetchall()}
+            return _record(bytes(pack_id), row), holders
+
+        return await self._guard(get)
+
+    async def unindexed_packs(self) -> list[tuple[PackRecord, dict[int, bytes], int]]:
+        """Stored packs no index object lists yet: (record, holders, kind)."""
+
+        async def get() -> list[tuple[PackRecord, dict[int, bytes], int]]:
+            async with self._db.execute(
+                "SELECT pack_id, k, n, length, roots, entries, kind FROM packs "
+                "WHERE state = 'stored' AND indexed = 0 ORDER BY created"
+            ) as cur:
+                rows = await cur.fetchall()
+            out = []
+            for row in rows:
+                async with self._db.execute(
+                    "SELECT idx, holder FROM shards WHERE pack_id = ? AND stored = 1", (row[0],)
+                ) as cur:
+                    holders = {int(i): bytes(h) for i, h in await cur.fetchall()}
+                out.append((_record(bytes(row[0]), row[1:6]), holders, int(row[6])))
+            return out
+
+        return await self._guard(get)
+
+    async def mark_indexed(self, pack_ids: Sequence[bytes]) -> None:
+        await self._guard(
+            lambda: self._db.executemany(
+                "UPDATE packs SET indexed = 1 WHERE pack_id = ?", [(bytes(p),) for p in pack_ids]
+            )
+        )
+
+    async def held_by_member(self) -> dict[bytes, tuple[int, int]]:
+        """member → (shards, bytes) of this node's stored shards it holds."""
+
+        async def get() -> dict[bytes, tuple[int, int]]:
+            async with self._db.execute(
+                "SELECT s.holder, COUNT(*), SUM((p.length + p.k - 1) / p.k + 100) "
+                "FROM shards s JOIN packs p ON p.pack_id = s.pack_id "
+                "WHERE s.stored = 1 AND p.state = 'stored' GROUP BY s.holder"
+            ) as cur:
+                return {bytes(h): (int(c), int(b)) for h, c, b in await cur.fetchall()}
+
+        return await self._guard(get)
+
+    async def pack_sizes(self, pack_ids: Sequence[bytes]) -> dict[bytes, tuple[int, int, int]]:
+        """pack id → (length, k, n) for the given packs."""
+
+        async def get() -> dict[bytes, tuple[int, int, int]]:
+            out: dict[bytes, tuple[int, int, int]] = {}
+            ids = list(pack_ids)
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                async with self._db.execute(
+                    f"SELECT pack_id, length, k, n FROM packs WHERE pack_id IN ({marks})",  # noqa: S608
+                    part,
+                ) as cur:
+                    for p, length, k, n in await cur.fetchall():
+                        out[bytes(p)] = (int(length), int(k), int(n))
+            return out
+
+        return await self._guard(get)
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    async def add_snapshot(self, ident: bytes, when: float, body: bytes) -> None:
+        await self._guard(
+            lambda: self._db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?)", (ident, when, body)
+            )
+        )
+
+    async def snapshots(self) -> list[bytes]:
+        """Every snapshot's encoded body, oldest first."""
+
+        async def get() -> list[bytes]:
+            async with self._db.execute("SELECT body FROM snapshots ORDER BY time, id") as cur:
+                return [bytes(r[0]) for r in await cur.fetchall()]
+
+        return await self._guard(get)
+
+    # -- the files cache ------------------------------------------------------------------
+
+    async def cached_files(self, parent: bytes) -> dict[bytes, CachedFile]:
+        """What the last backups saw in directory ``parent``: name → cached file."""
+
+        async def get() -> dict[bytes, CachedFile]:
+            async with self._db.execute(
+                "SELECT name, device, inode, size, mtime_ns, ctime_ns, content "
+                "FROM files_cache WHERE parent = ?",
+                (parent,),
+            ) as cur:
+                return {
+                    bytes(r[0]): CachedFile(
+                        int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), bytes(r[6])
+                    )
+                    for r in await cur.fetchall()
+                }
+
+        return await self._guard(get)
+
+    async def cache_files(self, parent: bytes, files: dict[bytes, CachedFile]) -> None:
+        """Replace what the cache knows of directory ``parent``."""
+
+        async def put() -> None:
+            await self._db.execute("BEGIN IMMEDIATE")
+            await self._db.execute("DELETE FROM files_cache WHERE parent = ?", (parent,))
+            await self._db.executemany(
+                "INSERT INTO files_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (parent, name, f.device, f.inode, f.size, f.mtime_ns, f.ctime_ns, f.content)
+                    for name, f in files.items()
+                ],
+            )
+            await self._db.execute("COMMIT")
+
+        await self._guard(put)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    """A file as a backup last saw it; unchanged if all but ``content`` still match."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    content: bytes  # its chunk ids, concatenated
+
+
+_ENTRY: Final = struct.Struct("<BB32sIII")
+
+
+def _encode_entries(entries: Sequence[BlobEntry]) -> bytes:
+    return b"".join(
+        _ENTRY.pack(e.blob_type, e.compression, e.ident, e.offset, e.length, e.plain_length)
+        for e in entries
+    )
+
+
+def _record(pack_id: bytes, row: Sequence[Any]) -> PackRecord:
+    k, n, length, roots, entries = int(row[0]), int(row[1]), int(row[2]), bytes(row[3]), row[4]
+    return PackRecord(
+        PackId(pack_id),
+        k,
+        n,
+        length,
+        tuple(roots[i : i + 32] for i in range(0, len(roots), 32)),
+        tuple(
+            BlobEntry(BlobType(t), Compression(c), ChunkId(i), o, ln, p)
+            for t, c, i, o, ln, p in _ENTRY.iter_unpack(bytes(entries))
+        ),
+    )

@@ -9,6 +9,7 @@ one timeout for a whole backup or restore, not one per shard.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -48,6 +49,13 @@ async def handshake(chan: FramedChannel, expect_node: bytes) -> wire.Welcome:
             f"expected node {expect_node.hex()[:12]}, reached {welcome.node.hex()[:12]}"
         )
     return welcome
+
+
+async def handshake_any(chan: FramedChannel) -> wire.Welcome:
+    """Hello → Welcome with a node whose id we learn from its answer (recovery only:
+    what it then says is checked against our own signed manifest)."""
+    await chan.send(wire.Hello(versions=[wire.PROTOCOL_VERSION], software=SOFTWARE))
+    return await expect(chan, wire.Welcome)
 
 
 async def expect(chan: FramedChannel, kind: type[T]) -> T:
@@ -299,6 +307,23 @@ class PeerLink:
             chan = call.chan
             await chan.send(wire.Space())
             return await expect(chan, wire.SpaceInfo)
+
+    async def put_manifest(self, blob: bytes) -> int:
+        """Give the member our manifest; returns the sequence it keeps (ours, or a
+        newer one it already had)."""
+        async with self._request(nbytes=len(blob)) as call:
+            await call.chan.send(wire.PutManifest(manifest=blob))
+            return (await expect(call.chan, wire.ManifestStored)).sequence
+
+    async def get_manifest(self) -> bytes:
+        async with self._request(nbytes=wire.MANIFEST_MAX) as call:
+            await call.chan.send(wire.GetManifest())
+            return (await expect(call.chan, wire.ManifestIs)).manifest
+
+    async def get_roster(self) -> builtins.list[bytes]:
+        async with self._request() as call:
+            await call.chan.send(wire.GetRoster())
+            return list((await expect(call.chan, wire.RosterIs)).records)
 
     async def push_roster(self, records: Sequence[bytes]) -> int:
         async with self._request() as call:

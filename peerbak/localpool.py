@@ -99,8 +99,8 @@ class LocalNode:
                     self.kill()
                     raise PeerUnavailable(f"{self.name} did not get ready:\n{self.log.read_text()}")
 
-    def cli(self, *args: str, check: bool = True) -> Any:
-        return peerbak(self.home, *args, check=check)
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> Any:
+        return peerbak(self.home, *args, check=check, timeout=timeout)
 
     def status(self) -> dict[str, Any]:
         result: dict[str, Any] = self.cli("status")

@@ -268,6 +268,10 @@ class Node:
                 accepted = await self.apply_records(list(msg.records))
                 await chan.send(wire.RosterAck(accepted=accepted))
                 continue
+            if isinstance(msg, wire.GetRoster):
+                blobs = self.roster.blobs() if self.roster else []
+                await chan.send(wire.RosterIs(records=blobs[: wire.ROSTER_MAX]))
+                continue
             try:
                 handled = await self.holder.handle(owner, chan, msg)
             except PeerbakError as exc:

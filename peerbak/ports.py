@@ -125,6 +125,18 @@ class HeldStore(Protocol):
 
     async def delete(self, key: ShardKey) -> None: ...
 
+    async def put_manifest(self, blob: bytes, sequence: int) -> int:
+        """Keep ``blob`` (signature already checked) as the owner's manifest unless one
+        with a higher sequence is kept; returns the sequence kept.
+
+        :raises ConflictError: another manifest with the same sequence is kept.
+        """
+        ...
+
+    async def get_manifest(self) -> bytes:
+        """The kept manifest, or b"" if none."""
+        ...
+
     def usage(self) -> int:
         """Bytes of live and trashed shards (blocking)."""
         ...

@@ -54,16 +54,20 @@ async def _fetch_shard(
 
 
 async def fetch_pack(
-    record: PackRecord, stores: Sequence[ShareStore | None], report: FetchReport | None = None
+    record: PackRecord,
+    stores: Sequence[ShareStore | None],
+    report: FetchReport | None = None,
+    order: Sequence[int] | None = None,
 ) -> bytes:
     """Rebuild a pack from ``stores[i]`` (holder of shard i, None if gone).
 
-    Data shards are asked first (no decoding needed when they are all good); each bad
-    or missing one is replaced by the next parity shard, in parallel.
+    Shards are asked in ``order`` (default: data shards first, which need no decoding),
+    k at a time in parallel; each bad or missing one is replaced by the next.
     """
     report = report if report is not None else FetchReport()
     code = ErasureCode(record.k, record.n)
-    candidates = [i for i in range(record.n) if stores[i] is not None]
+    ranked = range(record.n) if order is None else order
+    candidates = [i for i in ranked if 0 <= i < record.n and stores[i] is not None]
     good: dict[int, memoryview] = {}
     while len(good) < record.k and candidates:
         wanted = record.k - len(good)

@@ -6,6 +6,7 @@ On disk, one owner's shards live under one root::
       shards/<aa>/<pack-id>.<index>   final, write-once; <aa> = first two hex digits
       incoming/<random>.tmp           writes in progress; swept when the store opens
       trash/<pack-id>.<index>.<n>     deleted shards, kept until the holder purges them
+      manifest                        the owner's latest signed manifest (replaced whole)
 
 A put writes to ``incoming/``, fsyncs, links it into ``shards/`` (a link never
 replaces an existing name) and fsyncs the directory, so a crash leaves either the
@@ -20,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
+from peerbak import objects
 from peerbak.errors import (
     ConflictError,
     InputError,
@@ -31,7 +34,7 @@ from peerbak.errors import (
     NotFoundError,
     StorageError,
 )
-from peerbak.files import fsync_dir, storage_error
+from peerbak.files import fsync_dir, storage_error, write_private
 from peerbak.ids import ShardKey
 from peerbak.merkle import LeafHasher
 from peerbak.pack import SHARD_HEADER_LEN, Shard, ShardHeader
@@ -188,6 +191,7 @@ class DirectoryShareStore:
         self._shards = root / "shards"
         self.incoming_dir = root / "incoming"
         self._trash = root / "trash"
+        self._manifest_lock = threading.Lock()
         try:
             for d in (root, self._shards, self.incoming_dir, self._trash):
                 d.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
@@ -363,7 +367,47 @@ class DirectoryShareStore:
                 total += entry.stat(follow_symlinks=False).st_size
         return total
 
+    # -- the owner's manifest: the one mutable file, replaced atomically ----------------------
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest"
+
+    def _get_manifest(self) -> bytes:
+        try:
+            return self.manifest_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise storage_error(exc, "cannot read the owner's manifest") from None
+
+    def _put_manifest(self, blob: bytes, sequence: int) -> int:
+        with self._manifest_lock:
+            current = self._get_manifest()
+            if current:
+                try:
+                    _, kept = objects.manifest_header(current)
+                except IntegrityError:
+                    kept = -1  # damaged here: any good one replaces it
+                if kept > sequence:
+                    return kept
+                if kept == sequence:
+                    if current != blob:
+                        raise ConflictError(f"another manifest {sequence} is kept here")
+                    return kept
+            try:
+                write_private(self.manifest_path, blob)
+            except OSError as exc:
+                raise storage_error(exc, "cannot store the owner's manifest") from None
+            return sequence
+
     # -- the port ---------------------------------------------------------------------------
+
+    async def put_manifest(self, blob: bytes, sequence: int) -> int:
+        return await asyncio.to_thread(self._put_manifest, blob, sequence)
+
+    async def get_manifest(self) -> bytes:
+        return await asyncio.to_thread(self._get_manifest)
 
     async def put(self, key: ShardKey, shard: Shard) -> None:
         await asyncio.to_thread(self._put, key, shard)

@@ -369,3 +369,26 @@ async def open_channel(conn: asyncssh.SSHClientConnection) -> FramedChannel:
     except (asyncssh.Error, OSError) as exc:
         raise PeerUnavailable(f"cannot open a session: {exc}") from None
     return FramedChannel(reader, writer)
+
+
+async def server_host_key(address: str, timeout: float) -> bytes:
+    """The Ed25519 host key ``address`` presents, without logging in.
+
+    For ``peerbak recover`` only, which knows an address but no key yet: it pins what
+    this returns, then proves the key right by the owner-signed manifest (recovery is
+    refused if the member's roster key differs). Never a reason to skip pinning.
+    """
+    host, port = split_address(address)
+    try:
+        key = await asyncio.wait_for(
+            asyncssh.get_server_host_key(
+                host, port, server_host_key_algs=["ssh-ed25519"], config=None
+            ),
+            timeout,
+        )
+    except (TimeoutError, asyncssh.Error, OSError) as exc:
+        raise PeerUnavailable(f"cannot reach {address}: {exc or type(exc).__name__}") from None
+    raw = raw_public(key) if key is not None else None
+    if raw is None:
+        raise RemoteProtocolError(f"{address} has no Ed25519 host key: not a peerbak node")
+    return raw

@@ -48,6 +48,8 @@ RECORD_MAX: Final = 8192
 #: Bytes of a ShardList key and of a non-empty ``List.after``: pack id ‖ index byte.
 KEY_LEN: Final = 33
 ERROR_MESSAGE_MAX: Final = 1024
+#: Largest manifest envelope; equals ``peerbak.objects.MANIFEST_MAX`` (one frame).
+MANIFEST_MAX: Final = DATA_MAX
 _U63: Final = (1 << 63) - 1
 _LEN: Final = struct.Struct(">I")
 
@@ -230,6 +232,45 @@ class RosterAck(_Msg):
     accepted: Annotated[int, msgspec.Meta(ge=0, le=ROSTER_MAX)]
 
 
+# --- the owner's manifest -----------------------------------------------------------------
+
+
+class PutManifest(_Msg):
+    """Owner → holder: keep this as the owner's latest manifest (snapshots.md §5).
+
+    The holder checks the owner's signature and that the sequence number does not go
+    back, then replaces the one it kept.
+    """
+
+    manifest: Annotated[bytes, msgspec.Meta(min_length=1, max_length=MANIFEST_MAX)]
+
+
+class ManifestStored(_Msg):
+    """Holder → owner: the manifest is durable; the sequence number it now keeps."""
+
+    sequence: Bytes63
+
+
+class GetManifest(_Msg):
+    """Owner → holder: the latest manifest kept for the caller."""
+
+
+class ManifestIs(_Msg):
+    """Holder → owner: that manifest, or empty when none is kept."""
+
+    manifest: Annotated[bytes, msgspec.Meta(max_length=MANIFEST_MAX)]
+
+
+class GetRoster(_Msg):
+    """Member → member: every signed roster record (a recovering node's first question)."""
+
+
+class RosterIs(_Msg):
+    """The answer to GetRoster, in replay order."""
+
+    records: Records
+
+
 class Error(_Msg):
     """A refusal: a machine-readable code (see :class:`ErrorCode`) and a text for people.
 
@@ -268,6 +309,12 @@ Message = (
     | JoinAccepted
     | RosterPush
     | RosterAck
+    | PutManifest
+    | ManifestStored
+    | GetManifest
+    | ManifestIs
+    | GetRoster
+    | RosterIs
     | Error
 )
 #: Every message type, in the order of wire.md.
@@ -293,6 +340,12 @@ MESSAGES: Final[tuple[type[Message], ...]] = (
     JoinAccepted,
     RosterPush,
     RosterAck,
+    PutManifest,
+    ManifestStored,
+    GetManifest,
+    ManifestIs,
+    GetRoster,
+    RosterIs,
     Error,
 )
 

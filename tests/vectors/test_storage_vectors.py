@@ -133,7 +133,7 @@ def test_format_constants_are_the_spec_s() -> None:
     assert crypto.FORMAT_VERSION == 1
     assert (crypto.NONCE_LEN, crypto.TAG_LEN, crypto.BLOB_OVERHEAD) == (24, 16, 40)
     assert len(crypto.blob_aad(BlobType.DATA, Compression.NONE, bytes(32))) == 43
-    assert {int(t) for t in BlobType} == {1, 2, 16}
+    assert {int(t) for t in BlobType} == {1, 2, 4, 16}
     assert {int(c) for c in Compression} == {0, 1}
     assert (pack.TRAILER.format, pack.TRAILER.size) == ("<I4sB", 9)
     assert (pack.HEADER_PREFIX.format, pack.HEADER_PREFIX.size) == ("<BI", 5)

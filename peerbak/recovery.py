@@ -1,0 +1,148 @@
+"""``peerbak recover``: a node rebuilt on a new machine from its recovery key and the
+address of one member (protocol/snapshots.md §6).
+
+The key gives back the secret, hence every key: the node id, the SSH key members let
+in, the data key. The member at the address is asked for the roster and for our
+manifest. Nothing it says is taken on trust: the manifest must carry our own
+signature and decrypt with our key; it names the pool and its founder, so the roster
+must be that pool's, replayed from that founder, with us in it; and the member's host
+key, read before logging in, must be its key in that roster. Then the ledger is
+rebuilt from the newest manifest any member keeps and the index objects it lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from peerbak import objects, pool, transport, wire
+from peerbak.config import default_config_text
+from peerbak.crypto import BlobType, NodeKeys
+from peerbak.errors import ConfigError, IntegrityError, NotFoundError, RemoteProtocolError
+from peerbak.home import Home
+from peerbak.ledger import Ledger
+from peerbak.link import expect, handshake_any
+from peerbak.objects import Index, Manifest
+from peerbak.pack import BlobEntry, PackRecord
+from peerbak.repository import DATA, META, Repository
+from peerbak.restore import read_blobs
+from peerbak.textcode import decode_recovery_key
+
+
+async def _ask(
+    address: str, host_key: bytes, keys: NodeKeys, timeout: float
+) -> tuple[bytes, list[bytes], bytes]:
+    """(member id, roster records, our manifest) from the member at ``address``."""
+    conn = await transport.connect(address, host_key, transport.private_key(keys.ssh_seed), timeout)
+    try:
+        async with asyncio.timeout(timeout):
+            chan = await transport.open_channel(conn)
+            welcome = await handshake_any(chan)
+            await chan.send(wire.GetRoster())
+            records = list((await expect(chan, wire.RosterIs)).records)
+            await chan.send(wire.GetManifest())
+            manifest = (await expect(chan, wire.ManifestIs)).manifest
+    finally:
+        conn.close()
+    if not manifest:
+        raise NotFoundError(
+            f"the member at {address} keeps no manifest of this node: it has no backups "
+            "there, or this is not the pool"
+        )
+    return welcome.node, records, manifest
+
+
+async def recover(
+    root: Path,
+    key_text: str,
+    address: str,
+    *,
+    name: str = "",
+    port: int = 7420,
+    listen: str = "0.0.0.0",  # noqa: S104
+    lan: bool = True,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    secret = decode_recovery_key(key_text).secret
+    keys = NodeKeys.derive(secret)
+    if (root / "node.secret").exists():
+        raise ConfigError(f"a node already exists at {root}: recover into a new home")
+    host_key = await transport.server_host_key(address, timeout)
+    member, records, blob = await _ask(address, host_key, keys, timeout)
+    first = objects.open_manifest(keys, blob)  # ours: signed by us, readable by us
+    roster = pool.Roster(first.body.pool, founder=first.body.founder)
+    for record in records:
+        roster.apply(record)
+    if not roster.is_member(bytes(keys.node_id)):
+        raise IntegrityError(
+            "the pool's roster does not list this node (it was removed, or the member "
+            "answered with another pool)",
+            obj="roster",
+            check="member",
+        )
+    theirs = roster.record(member)
+    if theirs is None or theirs.ssh_key != host_key:
+        raise RemoteProtocolError(
+            f"the member at {address} is not the pool member it claims to be "
+            "(its host key is not the roster's): refusing to recover through it"
+        )
+    text = default_config_text(name, port).replace('listen = "0.0.0.0"', f'listen = "{listen}"')
+    if not lan:
+        text = text.replace("lan = true", "lan = false")
+    home = Home.create(root, secret, text)
+    ledger = await Ledger.open(home.ledger_path)
+    try:
+        await ledger.add_records(roster.blobs(), time.time())
+        await ledger.set_meta("pool", roster.pool)
+    finally:
+        await ledger.close()
+    repo = await Repository.open(home)
+    async with repo:
+        await repo.probe()
+        newest = await repo.latest_manifest()
+        manifest = newest if newest and newest.sequence > first.sequence else first
+        packs = await _rebuild(repo, manifest)
+    return {
+        "home": str(root),
+        "node": keys.node_id.hex(),
+        "pool": roster.pool.hex(),
+        "members": len(roster.members()),
+        "through": member.hex(),
+        "manifest_sequence": manifest.sequence,
+        "snapshots": len(manifest.body.snapshots),
+        "packs": packs,
+    }
+
+
+async def _rebuild(repo: Repository, manifest: Manifest) -> int:
+    """The ledger's packs, blobs and snapshots from the manifest and its index objects."""
+    ledger = repo.ledger
+    now = time.time()
+    packs = 0
+    for listed in manifest.body.index_packs:
+        record = listed.record()
+        await ledger.import_pack(record, META, listed.holders, True, now)
+        data = await repo.fetch_record(record, {i: h for i, h in enumerate(listed.holders) if h})
+        blobs = await asyncio.to_thread(_blobs, repo.keys, data, record)
+        for entry, plain in blobs:
+            if entry.blob_type is not BlobType.INDEX:
+                continue
+            index = objects.decode(plain, Index, "index", entry.ident.hex()[:12])
+            for item in index.packs:
+                kind = DATA
+                await ledger.import_pack(item.record(), kind, item.holders, True, now)
+                packs += 1
+        packs += 1
+    for snap in manifest.body.snapshots:
+        await ledger.add_snapshot(snap.id, snap.time, objects.encode(snap))
+    await ledger.set_meta("manifest_seq", manifest.sequence.to_bytes(8, "big"))
+    await ledger.set_meta(
+        "index_packs", objects.encode(objects.Index(packs=manifest.body.index_packs))
+    )
+    return packs
+
+
+def _blobs(keys: NodeKeys, data: bytes, record: PackRecord) -> list[tuple[BlobEntry, bytes]]:
+    return list(read_blobs(keys, data, record))

@@ -1,0 +1,346 @@
+"""``peerbak backup``: paths in, a snapshot in the pool out, in the order that keeps every
+crash harmless (protocol/snapshots.md §7):
+
+1. one backup per node at a time (an flock, which dies with its process);
+2. every member asked for room; fewer than k + 1 up and the backup refuses;
+3. packs a killed backup left half done are reclaimed;
+4. the walk fills the data and metadata packers; each sealed pack is recorded with its
+   placement, uploaded in parallel, and marked stored after ≥ k durable acks;
+5. index objects for the packs not yet indexed, in packs of their own;
+6. the snapshot, and the signed manifest given to every member up, last.
+
+Until step 6 no snapshot refers to anything, so a crash anywhere before it loses
+nothing that was safe before; the chunks already stored are reused next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import functools
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from peerbak import objects
+from peerbak.archiver import Archiver, CachedFile, exclude_spec
+from peerbak.backup import KnownChunks, Packer
+from peerbak.codec import ErasureCode
+from peerbak.crypto import BlobType
+from peerbak.errors import InputError, Locked, StorageError
+from peerbak.home import Home
+from peerbak.ids import ChunkId
+from peerbak.ledger import CachedFile as LedgerCachedFile
+from peerbak.objects import Index, IndexPack, Snapshot, Summary
+from peerbak.pack import PackRecord, Shard
+from peerbak.repository import DATA, META, Repository, crash_point, index_pack
+
+#: Packs per index object: ≈ 3 KB each, so an index blob stays a few MiB.
+INDEX_PACKS_PER_OBJECT: Final = 1000
+META_PACK: Final = 4 << 20
+
+
+@contextlib.contextmanager
+def backup_lock(home: Home) -> Iterator[None]:
+    """One backup of a node at a time; the lock dies with its process (kill -9 too)."""
+    path = home.run_dir / "backup.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise Locked(
+                f"another backup of this node is running (pid {holder or '?'}); "
+                "try again when it is done"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+class _LedgerCache:
+    """The archiver's files cache, answered by the ledger on the event loop."""
+
+    def __init__(self, repo: Repository, loop: asyncio.AbstractEventLoop) -> None:
+        self._ledger = repo.ledger
+        self._loop = loop
+
+    def lookup(self, parent: bytes) -> dict[bytes, CachedFile]:
+        rows = asyncio.run_coroutine_threadsafe(
+            self._ledger.cached_files(parent), self._loop
+        ).result()
+        return {
+            name: CachedFile(r.device, r.inode, r.size, r.mtime_ns, r.ctime_ns, r.content)
+            for name, r in rows.items()
+        }
+
+    def store(self, parent: bytes, files: dict[bytes, CachedFile]) -> None:
+        rows = {
+            name: LedgerCachedFile(f.device, f.inode, f.size, f.mtime_ns, f.ctime_ns, f.content)
+            for name, f in files.items()
+        }
+        asyncio.run_coroutine_threadsafe(
+            self._ledger.cache_files(parent, rows), self._loop
+        ).result()
+
+
+async def run_backup(
+    home: Home,
+    paths: list[Path],
+    *,
+    excludes: list[str] = (),  # type: ignore[assignment]
+    one_file_system: bool = False,
+    tags: list[str] = (),  # type: ignore[assignment]
+    dry_run: bool = False,
+    code: tuple[int, int] | None = None,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
+    warn: Callable[[str], None] = lambda _: None,
+    status_interval: float = 1.0,
+) -> dict[str, Any]:
+    """Back ``paths`` up; returns restic's summary fields and ours."""
+    started = time.time()
+    sources = []
+    for p in paths:
+        path = Path(os.path.abspath(p))
+        if not os.path.lexists(path):
+            raise InputError(f"{p}: no such file or directory")
+        sources.append(path)
+    spec = exclude_spec(list(excludes))
+    with backup_lock(home):
+        repo = await Repository.open(home)
+        async with repo:
+            return await _backup(
+                repo,
+                sources,
+                spec,
+                one_file_system,
+                list(tags),
+                dry_run,
+                code,
+                on_status,
+                warn,
+                status_interval,
+                started,
+            )
+
+
+async def _backup(
+    repo: Repository,
+    sources: list[Path],
+    spec: Any,
+    one_file_system: bool,
+    tags: list[str],
+    dry_run: bool,
+    code_override: tuple[int, int] | None,
+    on_status: Callable[[dict[str, Any]], None] | None,
+    warn: Callable[[str], None],
+    interval: float,
+    started: float,
+) -> dict[str, Any]:
+    await repo.probe()
+    code = repo.code(code_override)
+    repo.require_reachable(code)
+    reclaimed = 0 if dry_run else await repo.reclaim()
+    known = KnownChunks()
+    async for batch in repo.ledger.chunk_ids():
+        known.update(batch)
+    loop = asyncio.get_running_loop()
+    made: list[tuple[PackRecord, int]] = []
+
+    def storer(kind: int) -> Callable[[PackRecord, list[Shard]], Any]:
+        if dry_run:
+
+            async def nothing(record: PackRecord, shards: list[Shard]) -> None:
+                return None
+
+            return nothing
+        return functools.partial(_store, repo, kind=kind)
+
+    def packer(kind: int, target: int, threads: int) -> Packer:
+        return Packer(
+            repo.keys,
+            code,
+            storer(kind),
+            loop,
+            random_bytes=repo.random_bytes,
+            on_pack=lambda record: made.append((record, kind)),
+            known=known,
+            threads=threads,
+            target_size=target,
+        )
+
+    data = packer(DATA, 16 << 20, 2)
+    meta = packer(META, META_PACK, 1)
+    cancelled = threading.Event()
+    archiver = Archiver(
+        data,
+        meta,
+        cache=None if dry_run else _LedgerCache(repo, loop),
+        known=known.__contains__,
+        excludes=spec,
+        one_file_system=one_file_system,
+        dry_run=dry_run,
+        warn=warn,
+        cancelled=cancelled,
+    )
+
+    def walk() -> ChunkId:
+        try:
+            root = archiver.archive(sources)
+            data.flush()
+            meta.flush()
+            return root
+        finally:
+            data.close()
+
+    ticker = asyncio.create_task(_tick(archiver, data, on_status, interval, started))
+    try:
+        root = await asyncio.to_thread(walk)
+        index_packs = [] if dry_run else await _write_index(repo, meta, made)
+    except BaseException:
+        cancelled.set()
+        raise
+    finally:
+        ticker.cancel()
+        meta.close()
+    p = archiver.progress
+    stored_added = sum(_stored_size(record) for record, _ in made)
+    summary = Summary(
+        files_new=p.files_new,
+        files_changed=p.files_changed,
+        files_unmodified=p.files_unmodified,
+        dirs=p.dirs,
+        bytes_read=p.bytes_read,
+        total_files=p.total_files,
+        total_bytes=p.total_bytes,
+        data_added=data.stats.new_bytes,
+        stored_added=stored_added,
+        packs_added=len(made),
+        errors=p.errors,
+    )
+    snapshots = await repo.snapshots()
+    parent = max(
+        (s for s in snapshots if s.paths == [str(x) for x in sources]),
+        key=lambda s: s.time,
+        default=None,
+    )
+    snap = Snapshot(
+        id=repo.random_bytes(16),
+        time=time.time(),
+        hostname=socket.gethostname()[:255],
+        paths=[str(x) for x in sources],
+        tags=tags,
+        tree=bytes(root),
+        k=code.k,
+        n=code.n,
+        parent=parent.id if parent else b"",
+        summary=summary,
+    )
+    reached = 0
+    if not dry_run:
+        await repo.ledger.add_snapshot(snap.id, snap.time, objects.encode(snap))
+        crash_point("before-manifest")
+        reached = await repo.publish([*snapshots, snap], index_packs)
+    return {
+        "message_type": "summary",
+        "dry_run": dry_run,
+        "snapshot_id": "" if dry_run else snap.id.hex(),
+        "files_new": p.files_new,
+        "files_changed": p.files_changed,
+        "files_unmodified": p.files_unmodified,
+        "dirs": p.dirs,
+        "errors": p.errors,
+        "bytes_read": p.bytes_read,
+        "data_added": data.stats.new_bytes,
+        "stored_added": stored_added,
+        "packs_added": len(made),
+        "total_files_processed": p.total_files,
+        "total_bytes_processed": p.total_bytes,
+        "total_duration": round(time.time() - started, 3),
+        "k": code.k,
+        "n": code.n,
+        "members_up": len(repo.up()),
+        "members": len(repo.members),
+        "manifest_copies": reached,
+        "reclaimed_packs": reclaimed,
+        "warnings": p.warnings[:100],
+    }
+
+
+async def _store(repo: Repository, record: PackRecord, shards: list[Shard], *, kind: int) -> None:
+    await repo.store_pack(record, shards, kind)
+
+
+def _stored_size(record: PackRecord) -> int:
+    return record.n * (100 + -(-record.length // record.k))
+
+
+async def _write_index(
+    repo: Repository, meta: Packer, made: list[tuple[PackRecord, int]]
+) -> list[IndexPack]:
+    """Index objects for every stored pack no index lists yet (this run's, and any a
+    killed run stored), in packs of their own that the manifest then lists."""
+    pending = await repo.ledger.unindexed_packs()
+    if not pending:
+        return await repo.index_packs()
+    before = len(made)
+    listed: list[bytes] = []
+    for start in range(0, len(pending), INDEX_PACKS_PER_OBJECT):
+        part = pending[start : start + INDEX_PACKS_PER_OBJECT]
+        body = objects.encode(Index(packs=[index_pack(rec, holders) for rec, holders, _ in part]))
+        await asyncio.to_thread(meta.add_chunk, body, BlobType.INDEX)
+        listed.extend(rec.pack_id for rec, _, _ in part)
+    await asyncio.to_thread(meta.flush)
+    new = []
+    for record, _ in made[before:]:
+        found = await repo.ledger.pack(record.pack_id)
+        if found is not None:
+            new.append(index_pack(found[0], found[1]))
+            listed.append(record.pack_id)
+    await repo.ledger.mark_indexed(listed)
+    return [*(await repo.index_packs()), *new]
+
+
+async def _tick(
+    archiver: Archiver,
+    data: Packer,
+    on_status: Callable[[dict[str, Any]], None] | None,
+    interval: float,
+    started: float,
+) -> None:
+    if on_status is None:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        p = archiver.progress
+        on_status(
+            {
+                "message_type": "status",
+                "seconds_elapsed": round(time.time() - started, 1),
+                "files_done": p.total_files,
+                "bytes_done": p.total_bytes,
+                "bytes_read": p.bytes_read,
+                "data_added": data.stats.new_bytes,
+                "packs": data.stats.packs,
+                "errors": p.errors,
+                "current_files": [p.current] if p.current else [],
+            }
+        )
+
+
+def chunk_list(content: bytes) -> list[ChunkId]:
+    return [ChunkId(content[i : i + 32]) for i in range(0, len(content), 32)]
+
+
+__all__ = ["ErasureCode", "backup_lock", "chunk_list", "run_backup"]
