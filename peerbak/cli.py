@@ -707,6 +707,43 @@ def recover(
     )
 
 
+@cli.command()
+@click.argument("snapshot", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def stats(snapshot: str | None, as_json: bool) -> None:
+    """Sizes: logical, deduplicated, stored with redundancy; per snapshot and member."""
+    from peerbak.stats import run_stats
+
+    info = _repo_call(as_json, lambda repo: run_stats(repo, snapshot))
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    what = (
+        f"snapshot {info['snapshot'][:8]}"
+        if info["snapshot"]
+        else (f"all {info['snapshots']} snapshots")
+    )
+    click.echo(
+        f"{what}: {info['files']} files\n"
+        f"  logical size:        {_size(info['logical_bytes'])}\n"
+        f"  deduplicated:        {_size(info['deduplicated_bytes'])}\n"
+        f"  stored (redundancy): {_size(info['stored_bytes'])}"
+    )
+    emit_table(
+        "added by each snapshot",
+        ["snapshot", "new data", "stored", "packs"],
+        (
+            (r["snapshot"][:8], _size(r["data_added"]), _size(r["stored_added"]), r["packs_added"])
+            for r in info["added_by_snapshot"]
+        ),
+    )
+    emit_table(
+        "held by each member",
+        ["member", "name", "shards", "bytes"],
+        ((m["node"][:12], m["name"], m["shards"], _size(m["bytes"])) for m in info["members"]),
+    )
+
+
 @cli.group()
 def benchmark() -> None:
     """Measure speed and memory of the data path."""

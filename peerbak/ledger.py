@@ -541,6 +541,51 @@ class Ledger:
 
         return await self._guard(get)
 
+    async def chunk_sizes(self, chunk_ids: set[bytes]) -> tuple[int, int]:
+        """(plaintext bytes of these distinct chunks, shard bytes of the packs holding
+        them, as stored: redundancy included)."""
+        located = await self.locate(list(chunk_ids))
+
+        async def sizes() -> tuple[int, int]:
+            plain = stored = 0
+            for pack in set(located.values()):
+                async with self._db.execute(
+                    "SELECT p.k, p.n, p.length, p.roots, p.entries, "
+                    "(SELECT COUNT(*) FROM shards s WHERE s.pack_id = p.pack_id AND s.stored) "
+                    "FROM packs p WHERE p.pack_id = ?",
+                    (pack,),
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is None:
+                    continue
+                record = _record(pack, row[:5])
+                plain += sum(
+                    e.plain_length for e in record.entries if located.get(bytes(e.ident)) == pack
+                )
+                stored += int(row[5]) * (-(-record.length // record.k) + 100)
+            return plain, stored
+
+        return await self._guard(sizes)
+
+    async def totals(self) -> tuple[int, int]:
+        """(plaintext bytes of every distinct stored chunk, shard bytes stored)."""
+
+        async def sums() -> tuple[int, int]:
+            plain = 0
+            async with self._db.execute(
+                "SELECT pack_id, k, n, length, roots, entries FROM packs WHERE state = 'stored'"
+            ) as cur:
+                async for row in cur:
+                    plain += sum(e.plain_length for e in _record(bytes(row[0]), row[1:6]).entries)
+            async with self._db.execute(
+                "SELECT COALESCE(SUM((p.length + p.k - 1) / p.k + 100), 0) FROM shards s "
+                "JOIN packs p ON p.pack_id = s.pack_id WHERE s.stored = 1 AND p.state = 'stored'"
+            ) as cur:
+                total = await cur.fetchone()
+            return plain, int(total[0]) if total else 0
+
+        return await self._guard(sums)
+
     # -- snapshots ------------------------------------------------------------------------
 
     async def add_snapshot(self, ident: bytes, when: float, body: bytes) -> None:

@@ -27,7 +27,7 @@ READY_TIMEOUT: Final = 60.0
 
 
 def peerbak(home: Path, *args: str, check: bool = True, timeout: float = 120) -> Any:
-    """Run the CLI against ``home`` with --json: the parsed answer, or the process."""
+    """Run the CLI against ``home`` with --json: its last line parsed, or the process."""
     out = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "peerbak", "--home", str(home), *args, "--json"],
         capture_output=True,
@@ -39,7 +39,8 @@ def peerbak(home: Path, *args: str, check: bool = True, timeout: float = 120) ->
         return out
     if out.returncode != 0:
         raise PeerbakError(f"peerbak {' '.join(args)} exited {out.returncode}: {out.stderr}")
-    return json.loads(out.stdout)
+    lines = out.stdout.strip().splitlines()
+    return json.loads(lines[-1]) if lines else None  # the last line: status lines come first
 
 
 class LocalNode:

@@ -33,6 +33,8 @@ from peerbak.pack import MAX_BLOB_PLAIN, MAX_N, MAX_PACK, BlobEntry, PackRecord
 
 #: Largest manifest envelope, so that it travels in one wire frame (wire.DATA_MAX).
 MANIFEST_MAX: Final = 1 << 20
+#: Largest manifest body once decompressed.
+MANIFEST_PLAIN_MAX: Final = 64 << 20
 MANIFEST_MAGIC: Final = b"PBMF"
 MANIFEST_FORMAT: Final = 1
 #: magic, format, owner id, sequence
@@ -82,15 +84,25 @@ class Entry(_Obj):
     rdev: U63 = 0
 
     def __post_init__(self) -> None:
-        if b"/" in self.name or self.name in (b".", b".."):
+        if b"/" in self.name or b"\0" in self.name or self.name in (b".", b".."):
             raise ValueError(f"entry name {self.name!r} is not a single path component")
         if len(self.content) % ID_LEN:
             raise ValueError("content is not a whole number of chunk ids")
+        _check_opt_id(self.subtree, "subtree")
+        if (self.type is NodeType.DIR) != (len(self.subtree) == ID_LEN):
+            raise ValueError("a directory, and only a directory, has a subtree")
+        if self.content and self.type is not NodeType.FILE:
+            raise ValueError("only a file has content")
 
     @property
     def chunks(self) -> list[ChunkId]:
         c = self.content
         return [ChunkId(c[i : i + ID_LEN]) for i in range(0, len(c), ID_LEN)]
+
+
+def _check_opt_id(value: bytes, what: str) -> None:
+    if len(value) not in (0, ID_LEN):
+        raise ValueError(f"{what} must be empty or {ID_LEN} bytes, got {len(value)}")
 
 
 class Tree(_Obj):
@@ -127,8 +139,14 @@ class Snapshot(_Obj):
     tree: Id32
     k: Annotated[int, msgspec.Meta(ge=1, le=MAX_N)]
     n: Annotated[int, msgspec.Meta(ge=2, le=MAX_N)]
-    parent: OptId = b""
+    parent: Annotated[bytes, msgspec.Meta(max_length=16)] = b""
     summary: Summary = msgspec.field(default_factory=Summary)
+
+    def __post_init__(self) -> None:
+        if not self.k < self.n:
+            raise ValueError(f"a snapshot's k ({self.k}) must be below its n ({self.n})")
+        if len(self.parent) not in (0, 16):
+            raise ValueError(f"parent must be empty or a 16-byte snapshot id, not {self.parent!r}")
 
     @property
     def short(self) -> str:
@@ -159,6 +177,8 @@ class IndexPack(_Obj):
     def __post_init__(self) -> None:
         if not self.k < self.n or len(self.roots) != self.n or len(self.holders) != self.n:
             raise ValueError("an indexed pack needs k < n and n roots and n holders")
+        for holder in self.holders:
+            _check_opt_id(holder, "holder")
 
     def record(self) -> PackRecord:
         entries = tuple(
@@ -267,6 +287,10 @@ def manifest_header(blob: bytes) -> tuple[bytes, int]:
             f"a manifest of {len(blob)} bytes is impossible", obj="manifest", check="length"
         )
     magic, fmt, owner, sequence = _ENVELOPE.unpack_from(blob)
+    if sequence >= 1 << 63:
+        raise IntegrityError(
+            "a manifest sequence must stay below 2**63", obj="manifest", check="sequence"
+        )
     if magic != MANIFEST_MAGIC or fmt != MANIFEST_FORMAT:
         raise IntegrityError(
             "not a peerbak manifest (magic or format)", obj="manifest", check="magic"
@@ -299,7 +323,11 @@ def open_manifest(keys: crypto.NodeKeys, blob: bytes) -> Manifest:
         ident=str(sequence),
     )
     try:
-        raw = zstandard.ZstdDecompressor().decompress(plain, max_output_size=64 << 20)
+        # zstandard ignores max_output_size when the frame declares its size: check it.
+        declared = zstandard.frame_content_size(plain)
+        if declared > MANIFEST_PLAIN_MAX:
+            raise zstandard.ZstdError(f"frame declares {declared} bytes")
+        raw = zstandard.ZstdDecompressor().decompress(plain, max_output_size=MANIFEST_PLAIN_MAX)
     except zstandard.ZstdError as exc:
         raise IntegrityError(
             f"manifest {sequence}: {exc}", obj="manifest", check="decompress"

@@ -62,8 +62,8 @@ class Member:
     node: bytes
     name: str
     link: PeerLink
-    up: bool = False
-    error: str = "not asked yet"
+    up: bool = True  # until it fails (or a probe says otherwise)
+    error: str = ""
     free: int = 0  # bytes it will still take from us
     rate: float = 0.0  # bytes/s of its last transfers (EWMA)
     served: int = 0  # shards it gave us
@@ -267,13 +267,27 @@ class Repository:
         holders' trash and forget them. Their chunks are packed again when next seen."""
         reclaimed = 0
         for pack_id, placed in await self.ledger.sealed_packs():
+            left = 0
             for index, node in placed.items():
                 m = self.members.get(node)
-                if m is not None and m.up:
-                    with contextlib.suppress(PeerbakError):
-                        await m.link.delete(ShardKey(pack_id, index))
-            await self.ledger.drop_pack(pack_id)
-            reclaimed += 1
+                if m is None:
+                    continue  # no longer a member: nothing of ours to ask it for
+                try:
+                    if not m.up:
+                        raise PeerUnavailable(m.error)
+                    await m.link.delete(ShardKey(pack_id, index))
+                except PeerbakError as exc:
+                    log.info(
+                        "leftover shard %s.%d on %s stays for now: %s",
+                        pack_id.short,
+                        index,
+                        m.link.node.short,
+                        exc,
+                    )
+                    left += 1
+            if not left:  # else kept, so a later run deletes the rest
+                await self.ledger.drop_pack(pack_id)
+                reclaimed += 1
         return reclaimed
 
     # -- reading packs back --------------------------------------------------------------------
@@ -375,7 +389,14 @@ class Repository:
                 log.warning("manifest to %s: %s", m.link.node.short, exc)
                 return False
             if kept > sequence:
-                log.warning("%s keeps a newer manifest (%d) than ours", m.link.node.short, kept)
+                log.warning(
+                    "%s keeps a newer manifest (%d) than ours (%d): another machine with "
+                    "this node's key?",
+                    m.link.node.short,
+                    kept,
+                    sequence,
+                )
+                return False
             return True
 
         reached = sum(await asyncio.gather(*(give(m) for m in self.up())))

@@ -71,6 +71,7 @@ class Restorer:
         self._later: list[tuple[Path, Entry]] = []
         self._am_root = os.geteuid() == 0
         self._lock = threading.Lock()
+        self._empty: list[_File] = []
 
     # -- phase 1: trees, files created, the plan ----------------------------------------------
 
@@ -126,7 +127,7 @@ class Restorer:
         finally:
             os.close(fd)
         if not chunks:
-            self._finish(job)
+            self._empty.append(job)  # finished after the walk: its hard links come later
             return
         located = await self.repo.ledger.locate(chunks)
         offset = 0
@@ -252,6 +253,8 @@ class Restorer:
     async def run(self, snapshot: Snapshot) -> RestoreStats:
         self.target.mkdir(parents=True, exist_ok=True)
         await self._walk(snapshot.tree, self.target, "", False)
+        for job in self._empty:
+            self._finish(job)
         slots = asyncio.Semaphore(IN_FLIGHT)
         tasks = [asyncio.create_task(self._pack(p, slots)) for p in list(self._plan)]
         try:

@@ -308,8 +308,12 @@ async def _write_index(
         if found is not None:
             new.append(index_pack(found[0], found[1]))
             listed.append(record.pack_id)
+    every = [*(await repo.index_packs()), *new]
+    # Kept now, not when the manifest is published: a crash before publishing must not
+    # leave packs marked indexed that no manifest will ever list.
+    await repo.ledger.set_meta("index_packs", objects.encode(Index(packs=every)))
     await repo.ledger.mark_indexed(listed)
-    return [*(await repo.index_packs()), *new]
+    return every
 
 
 async def _tick(
