@@ -921,6 +921,53 @@ def benchmark_transport(size: str, streams: str, workdir: str | None, as_json: b
     )
 
 
+@benchmark.command("backup")
+@click.option("--size", default="1GiB", show_default=True, help="Size of the generated tree.")
+@click.option("--source", type=click.Path(exists=True, file_okay=False), help="Use a real tree.")
+@click.option("--restic/--no-restic", default=True, show_default=True, help="Run restic too.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put pool and repo.")
+@click.option("--json", "as_json", is_flag=True)
+def benchmark_backup(
+    size: str, source: str | None, restic: bool, workdir: str | None, as_json: bool
+) -> None:
+    """peerbak to a local pool of 5 friends (3-of-5) against restic to a local repo."""
+    from peerbak.compare import bench_backup
+
+    def say(text: str) -> None:
+        if not as_json:
+            click.echo(text, err=True)
+
+    def go() -> dict[str, Any]:
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+        return bench_backup(
+            parse_size(size),
+            Path(source) if source else None,
+            Path(workdir) if workdir else None,
+            restic,
+            say,
+        )
+
+    result = run(as_json, go)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    steps = result["steps"]
+    emit_table(
+        f"{result['files']} files, {_size(result['bytes'])}: seconds (peak RSS MiB)",
+        ["step", "peerbak", "restic", "ratio"],
+        (
+            (
+                name,
+                f"{r['peerbak_s']} ({r['peerbak_rss_mib']:.0f})",
+                f"{r['restic_s']} ({r['restic_rss_mib']:.0f})" if "restic_s" in r else "-",
+                r.get("ratio", "-"),
+            )
+            for name, r in steps.items()
+        ),
+    )
+
+
 def main() -> None:
     """Console entry point: click's own usage errors exit 2, ours as documented above."""
     limit_malloc_arenas()

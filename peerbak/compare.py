@@ -1,0 +1,123 @@
+"""``peerbak benchmark backup``: peerbak to a local pool against restic to a local
+repository, in one run, on one generated tree.
+
+peerbak backs up to five friends (separate daemons on 127.0.0.1, 3-of-5), restic to a
+directory. Both are timed as the commands a user runs (process start to exit) and
+their peak RSS taken from the kernel (``wait4``) for the backing-up process alone.
+Three steps: first backup, a second backup with nothing changed, and a restore (for
+peerbak with two of the five friends killed). Machines are noisy: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from peerbak.benchmark import generate
+from peerbak.errors import ConfigError, PeerbakError
+from peerbak.localpool import make_pool
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MiB, stdout) of one command, reaped with ``wait4`` so the
+    RSS is that process's own; a failure raises."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter, or restic
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    err: list[bytes] = []
+    reader = threading.Thread(target=lambda: err.append(stderr.read()))
+    reader.start()
+    out = proc.stdout.read()
+    reader.join()
+    _, status, usage = os.wait4(proc.pid, 0)  # not proc.wait(): that drops the rusage
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise PeerbakError(
+            f"{' '.join(cmd[:5])} … exited {proc.returncode}: "
+            f"{b''.join(err).decode(errors='replace')[-2000:]}"
+        )
+    return seconds, usage.ru_maxrss / 1024, out.decode(errors="replace")
+
+
+def bench_backup(
+    size: int,
+    source: Path | None,
+    workdir: Path | None,
+    with_restic: bool = True,
+    say: Any = lambda _: None,
+) -> dict[str, Any]:
+    restic = shutil.which("restic")
+    if with_restic and restic is None:
+        raise ConfigError("restic is not installed (apt-get install restic), or pass --no-restic")
+    base = Path(tempfile.mkdtemp(prefix="peerbak-bench-", dir=workdir))
+    nodes = []
+    try:
+        if source is None:
+            say(f"generating a {size / 2**30:.1f} GiB mixed tree ...")
+            source = base / "tree"
+            generate(source, "mixed", size)
+        files = sum(len(f) for _, _, f in os.walk(source))
+        total = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+        result: dict[str, Any] = {"files": files, "bytes": total, "source": str(source)}
+        say("starting a pool of 6 nodes (owner + 5 friends) ...")
+        nodes = make_pool(base / "pool", ["owner", "f1", "f2", "f3", "f4", "f5"])
+        owner = nodes[0]
+        cli = [sys.executable, "-m", "peerbak", "--home", str(owner.home)]
+        rows: dict[str, dict[str, float]] = {}
+
+        def step(name: str, tool: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+            say(f"{tool}: {name} ...")
+            seconds, rss, _ = _run(cmd, env)
+            rows.setdefault(name, {})[f"{tool}_s"] = round(seconds, 2)
+            rows[name][f"{tool}_rss_mib"] = round(rss, 1)
+
+        step("first backup", "peerbak", [*cli, "backup", "--shards", "3/5", str(source), "--json"])
+        step(
+            "no-change backup",
+            "peerbak",
+            [*cli, "backup", "--shards", "3/5", str(source), "--json"],
+        )
+        nodes[2].kill()
+        nodes[4].kill()
+        step(
+            "restore, 2 down",
+            "peerbak",
+            [*cli, "restore", "latest", "--target", str(base / "out-peerbak"), "--json"],
+        )
+        shutil.rmtree(base / "out-peerbak", ignore_errors=True)
+        if with_restic and restic is not None:
+            env = {
+                **os.environ,
+                "RESTIC_PASSWORD": "benchmark",
+                "RESTIC_REPOSITORY": str(base / "restic"),
+                "RESTIC_CACHE_DIR": str(base / "restic-cache"),
+            }
+            _run([restic, "init", "-q"], env)
+            step("first backup", "restic", [restic, "backup", "-q", str(source)], env)
+            step("no-change backup", "restic", [restic, "backup", "-q", str(source)], env)
+            step(
+                "restore, 2 down",
+                "restic",
+                [restic, "restore", "-q", "latest", "--target", str(base / "out-restic")],
+                env,
+            )
+            for row in rows.values():
+                row["ratio"] = round(row["peerbak_s"] / max(row["restic_s"], 1e-9), 2)
+        result["steps"] = rows
+        return result
+    finally:
+        for node in nodes:
+            node.kill()
+        shutil.rmtree(base, ignore_errors=True)
