@@ -43,8 +43,12 @@ class ShareStore(Protocol):
         """
         ...
 
-    async def get(self, key: ShardKey) -> Shard:
+    async def get(self, key: ShardKey, *, verify: bool = True) -> Shard:
         """The shard, verified against its own header and Merkle root.
+
+        ``verify=False`` checks the header only and leaves the data to the caller, who
+        checks the whole rebuilt pack against its id instead (and each shard's root
+        only when that fails): one hash of the pack instead of k Merkle trees.
 
         :raises NotFoundError: no such shard.
         :raises IntegrityError: the stored bytes are damaged.

@@ -66,7 +66,8 @@ class Member:
     error: str = ""
     free: int = 0  # bytes it will still take from us
     rate: float = 0.0  # bytes/s of its last transfers (EWMA)
-    served: int = 0  # shards it gave us
+    served: int = 0  # shards of it that went into rebuilt packs
+    bad: int = 0  # shards it sent that failed their Merkle root
 
 
 class _Guarded:
@@ -76,20 +77,19 @@ class _Guarded:
         self._m = member
         self._clock = clock
 
-    async def get(self, key: ShardKey) -> Shard:
+    async def get(self, key: ShardKey, *, verify: bool = True) -> Shard:
         m = self._m
         if not m.up:
             raise PeerUnavailable(f"member {m.link.node.short} is down ({m.error})")
         t0 = self._clock()
         try:
-            shard = await m.link.get(key)
+            shard = await m.link.get(key, verify=verify)
         except PeerUnavailable as exc:
             m.up, m.error = False, str(exc)
             raise
         seconds = max(self._clock() - t0, 1e-6)
         rate = shard.header.size / seconds
         m.rate = rate if not m.rate else 0.7 * m.rate + 0.3 * rate
-        m.served += 1
         return shard
 
     async def put(self, key: ShardKey, shard: Shard) -> None:
@@ -318,7 +318,17 @@ class Repository:
             m = self.members.get(node)
             if m is not None:
                 stores[index] = _Guarded(m, time.monotonic)
-        return await fetch_pack(record, stores, report, order=self._order(record, holders))
+        report = report if report is not None else FetchReport()
+        try:
+            return await fetch_pack(record, stores, report, order=self._order(record, holders))
+        finally:
+            for index in report.used:  # counted once the pack checked out
+                if (m := self.members.get(holders.get(index, b""))) is not None:
+                    m.served += 1
+            for index, why in report.failed.items():
+                m = self.members.get(holders.get(index, b""))
+                if m is not None and "Merkle root" in why:
+                    m.bad += 1
 
     async def read_blob(self, ident: bytes, what: str = "tree") -> bytes:
         """One metadata blob (a tree, an index object); its pack's blobs are kept."""

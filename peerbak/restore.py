@@ -19,6 +19,7 @@ from peerbak.ids import ShardKey
 from peerbak.pack import (
     BlobEntry,
     PackRecord,
+    check_shard_data,
     open_blob,
     pack_id_of,
     read_pack_header,
@@ -35,12 +36,12 @@ class FetchReport:
 
 
 async def _fetch_shard(
-    record: PackRecord, index: int, store: ShareStore
+    record: PackRecord, index: int, store: ShareStore, verify: bool
 ) -> tuple[int, memoryview | PeerbakError]:
     try:
-        # The store has checked the data against the header's Merkle root (its
-        # contract); what is left is that the header is the one we recorded.
-        shard = await store.get(ShardKey(record.pack_id, index))
+        # With verify, the store has checked the data against the header's Merkle
+        # root (its contract); either way the header must be the one we recorded.
+        shard = await store.get(ShardKey(record.pack_id, index), verify=verify)
         if shard.header != record.header(index):
             raise IntegrityError(
                 f"shard {record.pack_id.hex()}.{index} is not the one recorded",
@@ -53,6 +54,17 @@ async def _fetch_shard(
     return index, memoryview(shard.data)
 
 
+def _bad_shards(record: PackRecord, good: dict[int, memoryview]) -> dict[int, str]:
+    """The shards whose data does not match their recorded Merkle root (blocking)."""
+    bad = {}
+    for index, data in good.items():
+        try:
+            check_shard_data(record.header(index), data)
+        except IntegrityError as exc:
+            bad[index] = str(exc)
+    return bad
+
+
 async def fetch_pack(
     record: PackRecord,
     stores: Sequence[ShareStore | None],
@@ -62,43 +74,64 @@ async def fetch_pack(
     """Rebuild a pack from ``stores[i]`` (holder of shard i, None if gone).
 
     Shards are asked in ``order`` (default: data shards first, which need no decoding),
-    k at a time in parallel; each bad or missing one is replaced by the next.
+    k at a time in parallel; each missing one is replaced by the next. The first k
+    come unverified and the rebuilt pack is checked against its id, which covers every
+    byte of them: one hash instead of k Merkle trees. Only if it does not match is
+    each shard checked against its recorded root, the bad ones dropped and replaced
+    by verified shards. Wrong bytes are never returned.
     """
     report = report if report is not None else FetchReport()
     code = ErasureCode(record.k, record.n)
     ranked = range(record.n) if order is None else order
     candidates = [i for i in ranked if 0 <= i < record.n and stores[i] is not None]
     good: dict[int, memoryview] = {}
-    while len(good) < record.k and candidates:
-        wanted = record.k - len(good)
-        batch, candidates = candidates[:wanted], candidates[wanted:]
-        results = await asyncio.gather(
-            *(_fetch_shard(record, i, store) for i in batch if (store := stores[i]) is not None)
-        )
-        for index, result in results:
-            if isinstance(result, PeerbakError):
-                report.failed[index] = str(result)
-            else:
-                good[index] = result
+    verify = False
     ident = record.pack_id.hex()
-    if len(good) < record.k:
-        raise NotEnoughShares(
-            f"pack {ident}: only {len(good)} good shards of the {record.k} needed "
-            f"({'; '.join(report.failed.values()) or 'no holders'})",
-            pack=ident,
-            have=len(good),
-            need=record.k,
-        )
-    report.used = sorted(good)
-    pack = await asyncio.to_thread(code.decode, good, record.length)
-    if pack_id_of(pack) != record.pack_id:
-        raise IntegrityError(
-            f"pack {ident} rebuilt from shards {report.used} does not match its id",
-            obj="pack",
-            ident=ident,
-            check="pack-id",
-        )
-    return pack
+
+    def rebuild() -> tuple[bytes, bool]:
+        pack = code.decode(good, record.length)
+        return pack, pack_id_of(pack) == record.pack_id
+
+    while True:
+        while len(good) < record.k and candidates:
+            wanted = record.k - len(good)
+            batch, candidates = candidates[:wanted], candidates[wanted:]
+            results = await asyncio.gather(
+                *(
+                    _fetch_shard(record, i, store, verify)
+                    for i in batch
+                    if (store := stores[i]) is not None
+                )
+            )
+            for index, result in results:
+                if isinstance(result, PeerbakError):
+                    report.failed[index] = str(result)
+                else:
+                    good[index] = result
+        if len(good) < record.k:
+            raise NotEnoughShares(
+                f"pack {ident}: only {len(good)} good shards of the {record.k} needed "
+                f"({'; '.join(report.failed.values()) or 'no holders'})",
+                pack=ident,
+                have=len(good),
+                need=record.k,
+            )
+        pack, matches = await asyncio.to_thread(rebuild)
+        if matches:
+            report.used = sorted(good)
+            return pack
+        if verify:  # every shard passed its root, yet the pack is wrong: a bug, or the record
+            raise IntegrityError(
+                f"pack {ident} rebuilt from shards {sorted(good)} does not match its id",
+                obj="pack",
+                ident=ident,
+                check="pack-id",
+            )
+        bad = await asyncio.to_thread(_bad_shards, record, good)
+        for index, why in bad.items():
+            report.failed[index] = why
+            del good[index]
+        verify = True  # from now on, only shards that pass their root
 
 
 def read_blobs(

@@ -32,6 +32,7 @@ import pathspec
 from peerbak import objects
 from peerbak.errors import IntegrityError, NotFoundError, PeerbakError
 from peerbak.objects import Entry, NodeType, Snapshot, Tree
+from peerbak.pack import PackRecord
 from peerbak.repository import Repository
 from peerbak.restore import FetchReport, read_blobs
 
@@ -72,6 +73,8 @@ class Restorer:
         self._am_root = os.geteuid() == 0
         self._lock = threading.Lock()
         self._empty: list[_File] = []
+        self._records: dict[bytes, tuple[PackRecord, dict[int, bytes]]] = {}
+        self._plain: dict[bytes, int] = {}
 
     # -- phase 1: trees, files created, the plan ----------------------------------------------
 
@@ -85,6 +88,7 @@ class Restorer:
         raw = await self.repo.read_blob(tree_id)
         tree = objects.decode(raw, Tree, "tree", tree_id.hex()[:12])
         any_wanted = False
+        files: list[tuple[Path, Entry]] = []
         for entry in tree.entries:
             name = os.fsdecode(entry.name)
             path = here / name
@@ -104,80 +108,86 @@ class Restorer:
                 continue
             any_wanted = True
             if entry.type is NodeType.FILE:
-                await self._plan_file(path, entry)
+                files.append((path, entry))
             else:
                 self._later.append((path, entry))
+        if files:
+            await self._plan_files(files)
         return any_wanted
 
-    async def _plan_file(self, path: Path, entry: Entry) -> None:
-        key = (entry.device, entry.inode)
-        if entry.links > 1 and key in self._by_inode:
-            self._by_inode[key].links.append(path)
-            return
-        chunks = entry.chunks
-        job = _File(path, entry, len(chunks))
-        if entry.links > 1:
-            self._by_inode[key] = job
-        number = len(self._files)
-        self._files.append(job)
-        partial = _partial(path)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.ftruncate(fd, entry.size)
-        finally:
-            os.close(fd)
-        if not chunks:
-            self._empty.append(job)  # finished after the walk: its hard links come later
-            return
-        located = await self.repo.ledger.locate(chunks)
-        offset = 0
-        plain = await self._plain_lengths(chunks, located)
-        for chunk in chunks:
-            pack = located.get(bytes(chunk))
-            if pack is None:
-                raise NotFoundError(f"{path}: chunk {chunk.hex()[:12]} is in no stored pack")
-            self._plan[pack].append((bytes(chunk), number, offset))
-            offset += plain[bytes(chunk)]
-        if offset != entry.size:
-            raise IntegrityError(
-                f"{path}: its chunks add up to {offset} bytes, the snapshot says {entry.size}",
-                obj="file",
-                ident=str(path),
-                check="size",
-            )
+    async def _plan_files(self, files: list[tuple[Path, Entry]]) -> None:
+        """One directory's files: jobs, ``.partial`` files made (in a thread), and every
+        chunk located with a few queries for the whole directory."""
+        jobs: list[tuple[int, _File]] = []
+        for path, entry in files:
+            key = (entry.device, entry.inode)
+            if entry.links > 1 and key in self._by_inode:
+                self._by_inode[key].links.append(path)
+                continue
+            job = _File(path, entry, len(entry.content) // 32)
+            if entry.links > 1:
+                self._by_inode[key] = job
+            jobs.append((len(self._files), job))
+            self._files.append(job)
+        await asyncio.to_thread(self._create, [job for _, job in jobs])
+        located = await self.repo.ledger.locate([c for _, job in jobs for c in job.entry.chunks])
+        for new in set(located.values()) - self._records.keys():
+            await self._record(new)
+        for number, job in jobs:
+            if not job.remaining:
+                self._empty.append(job)  # finished after the walk: its hard links come later
+                continue
+            offset = 0
+            for chunk in job.entry.chunks:
+                raw = bytes(chunk)
+                pack = located.get(raw)
+                if pack is None:
+                    raise NotFoundError(
+                        f"{job.path}: chunk {chunk.hex()[:12]} is in no stored pack"
+                    )
+                self._plan[pack].append((raw, number, offset))
+                offset += self._plain[raw]
+            if offset != job.entry.size:
+                raise IntegrityError(
+                    f"{job.path}: its chunks add up to {offset} bytes, the snapshot says "
+                    f"{job.entry.size}",
+                    obj="file",
+                    ident=str(job.path),
+                    check="size",
+                )
 
-    async def _plain_lengths(
-        self, chunks: list[Any], located: dict[bytes, bytes]
-    ) -> dict[bytes, int]:
-        out: dict[bytes, int] = {}
-        for pack in set(located.values()):
-            found = await self._record(pack)
-            for e in found.entries:
-                out[bytes(e.ident)] = e.plain_length
-        return out
+    @staticmethod
+    def _create(jobs: list[_File]) -> None:
+        for job in jobs:
+            fd = os.open(_partial(job.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(fd, job.entry.size)
+            finally:
+                os.close(fd)
 
-    async def _record(self, pack: bytes) -> Any:
-        cache = self.__dict__.setdefault("_records", {})
-        if pack not in cache:
+    async def _record(self, pack: bytes) -> tuple[PackRecord, dict[int, bytes]]:
+        found = self._records.get(pack)
+        if found is None:
             found = await self.repo.ledger.pack(pack)
             if found is None:
                 raise NotFoundError(f"pack {pack.hex()[:12]} is not in the ledger")
-            cache[pack] = found
-        return cache[pack][0]
+            self._records[pack] = found
+            for e in found[0].entries:
+                self._plain[bytes(e.ident)] = e.plain_length
+        return found
 
     # -- phase 2: packs ------------------------------------------------------------------
 
     async def _pack(self, pack: bytes, slots: asyncio.Semaphore) -> None:
         async with slots:
             report = FetchReport()
-            found = await self.repo.ledger.pack(pack)
-            if found is None:
-                raise NotFoundError(f"pack {pack.hex()[:12]} is not in the ledger")
-            record, holders = found
+            record, holders = await self._record(pack)
             data = await self.repo.fetch_record(record, holders, report)
             await asyncio.to_thread(self._write_pack, record, data, self._plan.pop(pack))
 
-    def _write_pack(self, record: Any, data: bytes, targets: list[tuple[bytes, int, int]]) -> None:
+    def _write_pack(
+        self, record: PackRecord, data: bytes, targets: list[tuple[bytes, int, int]]
+    ) -> None:
         wanted: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
         for chunk, number, offset in targets:
             wanted[chunk].append((number, offset))
