@@ -4,8 +4,8 @@ A :class:`Packer` runs in one worker thread of its own (it blocks on files and o
 uploads) and keeps three things busy at once:
 
 - the calling thread reads and chunks a stream and hashes each chunk (chunk ids),
-- a pool of threads compresses new chunks (zstd releases the GIL), and the calling
-  thread encrypts each straight into the open pack buffer (so does libsodium),
+- a pool of threads compresses and encrypts new chunks (zstd and libsodium release
+  the GIL), and the calling thread copies each into the open pack buffer,
 - one shard thread erasure-codes each sealed pack, computes the Merkle root of each
   shard and hands the shards to the stores on the event loop.
 
@@ -37,7 +37,7 @@ from peerbak.pack import (
     BlobEntry,
     PackRecord,
     PackWriter,
-    PlainBlob,
+    SealedBlob,
     Shard,
     make_shards,
     prepare_blob,
@@ -181,7 +181,7 @@ class Packer:
         self._jobs: list[Future[tuple[PackRecord, Future[None]]] | None] = [None] * WRITERS
         self._parity: list[list[bytearray]] = [[] for _ in range(WRITERS)]
         self._active = 0
-        self._pending: deque[Future[PlainBlob]] = deque()
+        self._pending: deque[Future[SealedBlob]] = deque()
         self._local = threading.local()
         self.stats = PackerStats()
 
@@ -257,7 +257,7 @@ class Packer:
 
     # -- compression threads ---------------------------------------------------------------
 
-    def _prepare(self, blob_type: BlobType, ident: ChunkId, data: bytes | memoryview) -> PlainBlob:
+    def _prepare(self, blob_type: BlobType, ident: ChunkId, data: bytes | memoryview) -> SealedBlob:
         t0 = time.perf_counter()
         compressor: zstandard.ZstdCompressor | None = None
         if self._compress:
@@ -265,17 +265,20 @@ class Packer:
             if compressor is None:
                 compressor = self._local.zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         blob = prepare_blob(blob_type, ident, data, compressor)
-        self.stats.timed("compress", time.perf_counter() - t0)
-        return blob
+        t1 = time.perf_counter()
+        sealed = SealedBlob.of(self._keys.data_key, blob, self._random(crypto.NONCE_LEN))
+        self.stats.timed("compress", t1 - t0)
+        self.stats.timed("encrypt", time.perf_counter() - t1)
+        return sealed
 
     # -- packs ----------------------------------------------------------------------------
 
-    def _append(self, blob: PlainBlob) -> None:
-        """Encrypt into the active pack (libsodium, no GIL); seal it when full."""
+    def _append(self, blob: SealedBlob) -> None:
+        """Copy into the active pack; seal it when full."""
         writer = self._writers[self._active]
         t0 = time.perf_counter()
-        self.stats.stored_bytes += writer.add(blob, self._random(crypto.NONCE_LEN))
-        self.stats.timed("encrypt", time.perf_counter() - t0)
+        self.stats.stored_bytes += writer.add_sealed(blob)
+        self.stats.timed("append", time.perf_counter() - t0)
         if writer.full:
             self._rotate()
 

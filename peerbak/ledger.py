@@ -677,3 +677,74 @@ def _record(pack_id: bytes, row: Sequence[Any]) -> PackRecord:
             for t, c, i, o, ln, p in _ENTRY.iter_unpack(bytes(entries))
         ),
     )
+
+
+class FilesCacheDb:
+    """The files cache for the walker thread: its own blocking connection to the ledger.
+
+    The walk asks once per directory; going through the event loop (busy sending
+    shards) would cost a loop turn each time, seconds over a tree. Writes are batched
+    into one transaction per ``BATCH`` directories and only for directories whose
+    files changed. Use from one thread; :meth:`close` commits what is pending.
+    """
+
+    BATCH: Final = 256
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger at {path}: {exc}") from None
+        self._pending: list[tuple[bytes, dict[bytes, CachedFile]]] = []
+
+    def lookup(self, parent: bytes) -> dict[bytes, CachedFile]:
+        try:
+            rows = self._db.execute(
+                "SELECT name, device, inode, size, mtime_ns, ctime_ns, content "
+                "FROM files_cache WHERE parent = ?",
+                (parent,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger {self.path}: {exc}") from None
+        return {
+            bytes(r[0]): CachedFile(
+                int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), bytes(r[6])
+            )
+            for r in rows
+        }
+
+    def store(self, parent: bytes, files: dict[bytes, CachedFile]) -> None:
+        self._pending.append((parent, files))
+        if len(self._pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for parent, files in self._pending:
+                self._db.execute("DELETE FROM files_cache WHERE parent = ?", (parent,))
+                self._db.executemany(
+                    "INSERT INTO files_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (parent, name, f.device, f.inode, f.size, f.mtime_ns, f.ctime_ns, f.content)
+                        for name, f in files.items()
+                    ],
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise LedgerError(f"ledger {self.path}: {exc}") from None
+        self._pending.clear()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._db.close()

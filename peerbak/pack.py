@@ -70,6 +70,23 @@ class PlainBlob:
         return len(self.body) + crypto.BLOB_OVERHEAD
 
 
+@dataclass(frozen=True, slots=True)
+class SealedBlob:
+    """A blob compressed and encrypted, ready to be copied into a pack."""
+
+    blob_type: BlobType
+    compression: Compression
+    ident: ChunkId
+    plain_length: int
+    sealed: bytes  # nonce ‖ ciphertext ‖ tag
+
+    @classmethod
+    def of(cls, key: bytes, blob: PlainBlob, nonce: bytes) -> SealedBlob:
+        aad = crypto.blob_aad(blob.blob_type, blob.compression, blob.ident)
+        sealed = crypto.encrypt(key, aad, blob.body, nonce)
+        return cls(blob.blob_type, blob.compression, blob.ident, blob.plain_length, sealed)
+
+
 def prepare_blob(
     blob_type: BlobType,
     ident: ChunkId,
@@ -175,6 +192,21 @@ class PackWriter:
         aad = crypto.blob_aad(blob.blob_type, blob.compression, blob.ident)
         with memoryview(self._buf) as out:
             crypto.encrypt_into(self._key, aad, blob.body, nonce, out[self._used :])
+        self._entries.append(
+            BlobEntry(
+                blob.blob_type, blob.compression, blob.ident, self._used, size, blob.plain_length
+            )
+        )
+        self._used += size
+        return size
+
+    def add_sealed(self, blob: SealedBlob) -> int:
+        """Copy a blob already encrypted (by another thread) into the pack."""
+        size = len(blob.sealed)
+        if self.full:
+            raise InputError("pack is full: seal it before adding more")
+        self._reserve(self._used + size)
+        self._buf[self._used : self._used + size] = blob.sealed
         self._entries.append(
             BlobEntry(
                 blob.blob_type, blob.compression, blob.ident, self._used, size, blob.plain_length

@@ -36,6 +36,7 @@ from peerbak.errors import InputError, Locked, StorageError
 from peerbak.home import Home
 from peerbak.ids import ChunkId
 from peerbak.ledger import CachedFile as LedgerCachedFile
+from peerbak.ledger import FilesCacheDb
 from peerbak.objects import Index, IndexPack, Snapshot, Summary
 from peerbak.pack import PackRecord, Shard
 from peerbak.repository import DATA, META, Repository, crash_point, index_pack
@@ -70,29 +71,35 @@ def backup_lock(home: Home) -> Iterator[None]:
 
 
 class _LedgerCache:
-    """The archiver's files cache, answered by the ledger on the event loop."""
+    """The archiver's files cache, kept in the ledger through the walker's own
+    connection; a directory whose files did not change is not written again."""
 
-    def __init__(self, repo: Repository, loop: asyncio.AbstractEventLoop) -> None:
-        self._ledger = repo.ledger
-        self._loop = loop
+    def __init__(self, repo: Repository) -> None:
+        self._db = FilesCacheDb(repo.ledger.path)
+        self._last: dict[bytes, dict[bytes, CachedFile]] = {}
 
     def lookup(self, parent: bytes) -> dict[bytes, CachedFile]:
-        rows = asyncio.run_coroutine_threadsafe(
-            self._ledger.cached_files(parent), self._loop
-        ).result()
-        return {
+        rows = self._db.lookup(parent)
+        found = {
             name: CachedFile(r.device, r.inode, r.size, r.mtime_ns, r.ctime_ns, r.content)
             for name, r in rows.items()
         }
+        self._last[parent] = found
+        return found
 
     def store(self, parent: bytes, files: dict[bytes, CachedFile]) -> None:
-        rows = {
-            name: LedgerCachedFile(f.device, f.inode, f.size, f.mtime_ns, f.ctime_ns, f.content)
-            for name, f in files.items()
-        }
-        asyncio.run_coroutine_threadsafe(
-            self._ledger.cache_files(parent, rows), self._loop
-        ).result()
+        if self._last.pop(parent, None) == files:
+            return
+        self._db.store(
+            parent,
+            {
+                name: LedgerCachedFile(f.device, f.inode, f.size, f.mtime_ns, f.ctime_ns, f.content)
+                for name, f in files.items()
+            },
+        )
+
+    def close(self) -> None:
+        self._db.close()
 
 
 async def run_backup(
@@ -183,10 +190,11 @@ async def _backup(
     data = packer(DATA, 16 << 20, 2)
     meta = packer(META, META_PACK, 1)
     cancelled = threading.Event()
+    cache = None if dry_run else _LedgerCache(repo)
     archiver = Archiver(
         data,
         meta,
-        cache=None if dry_run else _LedgerCache(repo, loop),
+        cache=cache,
         known=known.__contains__,
         excludes=spec,
         one_file_system=one_file_system,
@@ -203,6 +211,8 @@ async def _backup(
             return root
         finally:
             data.close()
+            if cache is not None:
+                cache.close()
 
     ticker = asyncio.create_task(_tick(archiver, data, on_status, interval, started))
     try:
@@ -274,6 +284,7 @@ async def _backup(
         "members": len(repo.members),
         "manifest_copies": reached,
         "reclaimed_packs": reclaimed,
+        "seconds_by_stage": {k: round(v, 2) for k, v in data.stats.stages.items()},
         "warnings": p.warnings[:100],
     }
 
