@@ -318,3 +318,58 @@ class Archiver:
 def _ids(content: bytes) -> Iterator[ChunkId]:
     for i in range(0, len(content), 32):
         yield ChunkId(content[i : i + 32])
+
+
+@dataclass
+class ScanTotals:
+    """What a quick walk ahead of the backup found: the ETA's denominator."""
+
+    files: int = 0
+    bytes: int = 0
+    finished: bool = False
+
+
+def scan(
+    paths: list[Path],
+    totals: ScanTotals,
+    *,
+    excludes: pathspec.GitIgnoreSpec | None = None,
+    one_file_system: bool = False,
+    cancelled: threading.Event | None = None,
+) -> None:
+    """Count files and bytes under ``paths`` (stat only, as restic's scanner does)."""
+    stop = cancelled or threading.Event()
+    for root in paths:
+        try:
+            root_dev = os.lstat(root).st_dev
+        except OSError:
+            continue
+        stack = [root]
+        while stack and not stop.is_set():
+            here = stack.pop()
+            try:
+                with os.scandir(here) as it:
+                    entries = list(it)
+            except OSError:
+                if here == root and os.path.isfile(root):
+                    totals.files += 1
+                    totals.bytes += os.lstat(root).st_size
+                continue
+            for e in entries:
+                path = Path(e.path)
+                try:
+                    info = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                is_dir = stat.S_ISDIR(info.st_mode)
+                if excludes is not None:
+                    rel = os.fsdecode(path.relative_to(root.parent))
+                    if excludes.match_file(rel + "/" if is_dir else rel):
+                        continue
+                if is_dir:
+                    if not (one_file_system and info.st_dev != root_dev):
+                        stack.append(path)
+                elif stat.S_ISREG(info.st_mode):
+                    totals.files += 1
+                    totals.bytes += info.st_size
+    totals.finished = not stop.is_set()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from peerbak import objects
-from peerbak.archiver import Archiver, CachedFile, exclude_spec
+from peerbak.archiver import Archiver, CachedFile, ScanTotals, exclude_spec, scan
 from peerbak.backup import KnownChunks, Packer
 from peerbak.codec import ErasureCode
 from peerbak.crypto import BlobType
@@ -142,7 +142,7 @@ async def run_backup(
             )
 
 
-async def _backup(
+async def _backup(  # noqa: PLR0915 - the steps above, in order
     repo: Repository,
     sources: list[Path],
     spec: Any,
@@ -214,7 +214,17 @@ async def _backup(
             if cache is not None:
                 cache.close()
 
-    ticker = asyncio.create_task(_tick(archiver, data, on_status, interval, started))
+    totals = ScanTotals()
+    if on_status is not None:
+        scanner = threading.Thread(
+            target=scan,
+            args=(sources, totals),
+            kwargs={"excludes": spec, "one_file_system": one_file_system, "cancelled": cancelled},
+            name="peerbak-scan",
+            daemon=True,
+        )
+        scanner.start()
+    ticker = asyncio.create_task(_tick(archiver, data, totals, on_status, interval, started))
     try:
         root = await asyncio.to_thread(walk)
         index_packs = [] if dry_run else await _write_index(repo, meta, made)
@@ -223,6 +233,7 @@ async def _backup(
         raise
     finally:
         ticker.cancel()
+        cancelled.set()  # stops the scanner if it is still counting
         meta.close()
     p = archiver.progress
     stored_added = sum(_stored_size(record) for record, _ in made)
@@ -330,6 +341,7 @@ async def _write_index(
 async def _tick(
     archiver: Archiver,
     data: Packer,
+    totals: ScanTotals,
     on_status: Callable[[dict[str, Any]], None] | None,
     interval: float,
     started: float,
@@ -349,6 +361,12 @@ async def _tick(
                 "data_added": data.stats.new_bytes,
                 "packs": data.stats.packs,
                 "errors": p.errors,
+                "total_files": totals.files,
+                "total_bytes": totals.bytes,
+                "scan_finished": totals.finished,
+                "percent_done": round(min(1.0, p.total_bytes / totals.bytes), 4)
+                if totals.finished and totals.bytes
+                else 0.0,
                 "current_files": [p.current] if p.current else [],
             }
         )
