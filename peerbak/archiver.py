@@ -74,15 +74,39 @@ class Progress:
     warnings: list[str] = field(default_factory=list)
 
 
-def exclude_spec(patterns: list[str]) -> pathspec.GitIgnoreSpec | None:
-    """Gitignore-style patterns (``--exclude``, ``--exclude-file``) as one matcher."""
-    lines = [p for p in patterns if p.strip() and not p.lstrip().startswith("#")]
-    if not lines:
-        return None
-    try:
-        return pathspec.GitIgnoreSpec.from_lines(lines)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"bad exclude pattern: {exc}") from None
+class Excludes:
+    """Gitignore-style patterns (``--exclude``, ``--exclude-file``).
+
+    A pattern is matched against the path below the backed-up directory's parent (so
+    ``Photos/tmp/`` and ``*.tmp`` work as in a ``.gitignore`` there); a pattern that
+    starts with ``/`` is matched against the absolute path (``/home/me/.cache``), as
+    restic does. Directories above a backed-up path never count: ``build/`` does not
+    exclude all of ``/home/build/proj``.
+    """
+
+    def __init__(self, patterns: list[str]) -> None:
+        lines = [p.strip() for p in patterns if p.strip() and not p.lstrip().startswith("#")]
+        absolute = [p for p in lines if p.lstrip("!").startswith("/")]
+        relative = [p for p in lines if not p.lstrip("!").startswith("/")]
+        try:
+            self._rel = pathspec.GitIgnoreSpec.from_lines(relative)
+            self._abs = pathspec.GitIgnoreSpec.from_lines(absolute)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"bad exclude pattern: {exc}") from None
+        self.empty = not lines
+
+    def excluded(self, path: Path, root: Path, is_dir: bool) -> bool:
+        slash = "/" if is_dir else ""
+        rel = os.fsdecode(path.relative_to(root.parent))
+        return bool(
+            self._rel.match_file(rel + slash)
+            or self._abs.match_file(os.fsdecode(path).lstrip("/") + slash)
+        )
+
+
+def exclude_spec(patterns: list[str]) -> Excludes | None:
+    spec = Excludes(patterns)
+    return None if spec.empty else spec
 
 
 _TYPES = {
@@ -105,7 +129,7 @@ class Archiver:
         *,
         cache: FilesCache | None = None,
         known: Callable[[ChunkId], bool] = lambda _: False,
-        excludes: pathspec.GitIgnoreSpec | None = None,
+        excludes: Excludes | None = None,
         one_file_system: bool = False,
         dry_run: bool = False,
         warn: Callable[[str], None] = lambda _: None,
@@ -192,12 +216,7 @@ class Archiver:
         return self._tree(entries)
 
     def _excluded(self, path: Path, root: Path, is_dir: bool) -> bool:
-        if self._excludes is None:
-            return False
-        rel = os.fsdecode(path.relative_to(root.parent)) if path != root else path.name
-        return self._excludes.match_file(rel + "/" if is_dir else rel) or (
-            self._excludes.match_file(str(path) + ("/" if is_dir else ""))
-        )
+        return self._excludes is not None and self._excludes.excluded(path, root, is_dir)
 
     def _describe(  # noqa: PLR0911 - one return per kind of entry
         self,
@@ -333,7 +352,7 @@ def scan(
     paths: list[Path],
     totals: ScanTotals,
     *,
-    excludes: pathspec.GitIgnoreSpec | None = None,
+    excludes: Excludes | None = None,
     one_file_system: bool = False,
     cancelled: threading.Event | None = None,
 ) -> None:
@@ -362,10 +381,8 @@ def scan(
                 except OSError:
                     continue
                 is_dir = stat.S_ISDIR(info.st_mode)
-                if excludes is not None:
-                    rel = os.fsdecode(path.relative_to(root.parent))
-                    if excludes.match_file(rel + "/" if is_dir else rel):
-                        continue
+                if excludes is not None and excludes.excluded(path, root, is_dir):
+                    continue
                 if is_dir:
                     if not (one_file_system and info.st_dev != root_dev):
                         stack.append(path)

@@ -233,7 +233,10 @@ class Packer:
         self.stats.new_bytes += len(data)
         self._pending.append(self._seal_pool.submit(self._prepare, blob_type, ident, data))
         while len(self._pending) > WINDOW:
-            self._append(self._pending.popleft().result())
+            t0 = time.perf_counter()
+            blob = self._pending.popleft().result()
+            self.stats.timed("wait for compress", time.perf_counter() - t0)
+            self._append(blob)
         return ident
 
     def flush(self) -> None:

@@ -382,8 +382,10 @@ def join(token: str, as_json: bool) -> None:
 def _shards(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
-    (pair,) = _pairs(text)
-    return pair
+    pairs = _pairs(text)
+    if len(pairs) != 1:
+        raise InputError(f"--shards takes one k/n pair (like 3/5), not {text!r}")
+    return pairs[0]
 
 
 class _Progress:
@@ -954,13 +956,16 @@ def benchmark_backup(
         return
     steps = result["steps"]
     emit_table(
-        f"{result['files']} files, {_size(result['bytes'])}: seconds (peak RSS MiB)",
-        ["step", "peerbak", "restic", "ratio"],
+        f"{result['files']} files, {_size(result['bytes'])}: seconds (CPU s, peak RSS MiB)",
+        ["step", "peerbak", "friends' CPU s", "restic", "ratio"],
         (
             (
                 name,
-                f"{r['peerbak_s']} ({r['peerbak_rss_mib']:.0f})",
-                f"{r['restic_s']} ({r['restic_rss_mib']:.0f})" if "restic_s" in r else "-",
+                f"{r['peerbak_s']} ({r['peerbak_cpu_s']:.1f}, {r['peerbak_rss_mib']:.0f})",
+                r["friends_cpu_s"],
+                f"{r['restic_s']} ({r['restic_cpu_s']:.1f}, {r['restic_rss_mib']:.0f})"
+                if "restic_s" in r
+                else "-",
                 r.get("ratio", "-"),
             )
             for name, r in steps.items()

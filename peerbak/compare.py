@@ -25,9 +25,9 @@ from peerbak.errors import ConfigError, PeerbakError
 from peerbak.localpool import make_pool
 
 
-def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MiB, stdout) of one command, reaped with ``wait4`` so the
-    RSS is that process's own; a failure raises."""
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, str]:
+    """(seconds, CPU seconds, peak RSS in MiB, stdout) of one command, reaped with
+    ``wait4`` so CPU and RSS are that process's own; a failure raises."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter, or restic
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
@@ -48,7 +48,21 @@ def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, floa
             f"{' '.join(cmd[:5])} … exited {proc.returncode}: "
             f"{b''.join(err).decode(errors='replace')[-2000:]}"
         )
-    return seconds, usage.ru_maxrss / 1024, out.decode(errors="replace")
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, cpu, usage.ru_maxrss / 1024, out.decode(errors="replace")
+
+
+def _daemon_cpu(pids: list[int]) -> float:
+    """CPU seconds the friends' daemons have used so far (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def bench_backup(
@@ -79,9 +93,15 @@ def bench_backup(
 
         def step(name: str, tool: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
             say(f"{tool}: {name} ...")
-            seconds, rss, _ = _run(cmd, env)
-            rows.setdefault(name, {})[f"{tool}_s"] = round(seconds, 2)
-            rows[name][f"{tool}_rss_mib"] = round(rss, 1)
+            pids = [n.proc.pid for n in nodes[1:] if n.proc is not None]
+            before = _daemon_cpu(pids)
+            seconds, cpu, rss, _ = _run(cmd, env)
+            row = rows.setdefault(name, {})
+            row[f"{tool}_s"] = round(seconds, 2)
+            row[f"{tool}_cpu_s"] = round(cpu, 2)
+            row[f"{tool}_rss_mib"] = round(rss, 1)
+            if tool == "peerbak":
+                row["friends_cpu_s"] = round(_daemon_cpu(pids) - before, 2)
 
         step("first backup", "peerbak", [*cli, "backup", "--shards", "3/5", str(source), "--json"])
         step(

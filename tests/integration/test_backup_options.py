@@ -1,0 +1,448 @@
+"""The backup options and the commands around them, on four real nodes (owner + three
+friends, separate daemon processes on 127.0.0.1, 2-of-3): excludes, dry runs, tags,
+``ls`` below a path, ``restore --include``, an unreadable source file (exit 3), the
+files cache on an unchanged tree, and bad command lines.
+
+Each test backs up a small tree of its own, so the tests do not depend on one another
+(they share the pool only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peerbak.localpool import LocalNode, make_pool
+from peerbak.sample import describe
+
+pytestmark = pytest.mark.slow
+
+NAMES = ["owner", "f1", "f2", "f3"]
+SHARDS = ("--shards", "2/3")
+NOBODY = 65534  # uid and gid of nobody/nogroup
+
+
+class Pool:
+    def __init__(self, base: Path, nodes: list[LocalNode]) -> None:
+        self.base = base
+        self.nodes = nodes
+        self.owner = nodes[0]
+        self.friends = nodes[1:]
+        self.rnd = random.Random(11)
+
+    def source(self, name: str) -> Path:
+        """A fresh directory for one test's tree."""
+        path = self.base / "sources" / name
+        path.mkdir(parents=True)
+        return path
+
+    def write(self, path: Path, size: int) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.rnd.randbytes(size))
+        return path
+
+    def backup(self, *args: str) -> dict[str, Any]:
+        summary: dict[str, Any] = self.owner.cli("backup", *SHARDS, *args)
+        return summary
+
+    def snapshots(self, *args: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.owner.cli("snapshots", *args)
+        return rows
+
+    def ls(self, *args: str) -> list[dict[str, Any]]:
+        """``ls --json`` prints one object per line: all of them."""
+        out: subprocess.CompletedProcess[str] = self.owner.cli("ls", *args, check=False)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+    def restore(self, snapshot: str, target: Path, *args: str) -> dict[str, Any]:
+        summary: dict[str, Any] = self.owner.cli(
+            "restore", snapshot, "--target", str(target), *args
+        )
+        return summary
+
+    def packs(self) -> int:
+        db = sqlite3.connect(f"file:{self.owner.home / 'ledger.sqlite'}?mode=ro", uri=True)
+        try:
+            (count,) = db.execute("SELECT COUNT(*) FROM packs").fetchone()
+        finally:
+            db.close()
+        return int(count)
+
+    def held_files(self) -> dict[str, set[Path]]:
+        """Every friend's shard files for the owner."""
+        owner = self.owner.info["node"]
+        return {
+            f.name: {p for p in (f.home / "held" / owner / "shards").rglob("*") if p.is_file()}
+            for f in self.friends
+        }
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[Pool]:
+    # Not under pytest's own temporary directory (0700): the unreadable-file test runs
+    # the backup as an unprivileged user when the tests run as root, who must reach it.
+    base = Path(tempfile.mkdtemp(prefix="pbk-opts-"))
+    base.chmod(0o755)
+    nodes = make_pool(base, NAMES)
+    try:
+        yield Pool(base, nodes)
+    finally:
+        for node in nodes:
+            node.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _restored(target: Path, source: Path) -> Path:
+    return target / source.relative_to("/")
+
+
+def _rel(rows: list[dict[str, Any]], source: Path) -> dict[str, dict[str, Any]]:
+    """``ls`` rows below ``source`` by their path relative to it."""
+    prefix = str(source) + "/"
+    return {r["path"][len(prefix) :]: r for r in rows if r["path"].startswith(prefix)}
+
+
+def _without(tree: dict[str, tuple[object, ...]], gone: set[str]) -> dict[str, tuple[object, ...]]:
+    """``describe`` output less ``gone`` and everything below it."""
+    return {p: v for p, v in tree.items() if not any(p == g or p.startswith(g + "/") for g in gone)}
+
+
+# -- 1. excludes ------------------------------------------------------------------------------
+
+
+def test_exclude_and_exclude_file_leave_out_what_they_match(pool: Pool) -> None:
+    src = pool.source("excludes")
+    for rel in (
+        "a.txt",
+        "b.tmp",
+        "keep.tmp",
+        "cache/x.bin",
+        "cache/keep.tmp",
+        "sub/c.tmp",
+        "sub/d.txt",
+        "sub/keep.tmp",
+        "sub/cache/y.bin",
+        "sub2/cache",  # a file named like the excluded directory: kept
+        "logs/app.log",
+        "logs/readme.txt",
+    ):
+        pool.write(src / rel, 3000)
+    patterns = pool.base / "excludes.txt"
+    patterns.write_text("# comment\n*.tmp\ncache/\n!keep.tmp\n")
+    s = pool.backup("--exclude", "*.log", "--exclude-file", str(patterns), str(src))
+    assert s["errors"] == 0
+    assert s["dry_run"] is False
+    excluded = {"b.tmp", "cache", "sub/c.tmp", "sub/cache", "logs/app.log"}
+    kept_files = {
+        "a.txt",
+        "keep.tmp",
+        "sub/d.txt",
+        "sub/keep.tmp",
+        "sub2/cache",
+        "logs/readme.txt",
+    }
+    assert s["total_files_processed"] == len(kept_files)
+
+    rows = _rel(pool.ls("latest"), src)
+    assert {p for p, r in rows.items() if r["type"] == "file"} == kept_files
+    assert {p for p, r in rows.items() if r["type"] == "dir"} == {"sub", "sub2", "logs"}
+    assert not excluded & rows.keys()
+    for row in rows.values():
+        assert {"path", "type", "size", "mode", "mtime_ns", "target"} <= row.keys()
+    assert rows["a.txt"]["size"] == 3000
+
+    target = pool.base / "restored-excludes"
+    r = pool.restore(s["snapshot_id"], target)
+    assert r["files_restored"] == len(kept_files)
+    assert describe(_restored(target, src)) == _without(describe(src), excluded)
+
+
+# -- 2. dry run -------------------------------------------------------------------------------
+
+
+def test_dry_run_stores_nothing(pool: Pool) -> None:
+    src = pool.source("dry-run")
+    for i in range(6):
+        pool.write(src / f"d{i % 2}" / f"f{i}.bin", 400_000)
+    before_snaps = pool.snapshots()
+    before_packs = pool.packs()
+    before_held = pool.held_files()
+
+    out: subprocess.CompletedProcess[str] = pool.owner.cli(
+        "backup", *SHARDS, "--dry-run", str(src), check=False
+    )
+    assert out.returncode == 0, out.stderr
+    s = json.loads(out.stdout.splitlines()[-1])
+    assert s["message_type"] == "summary"
+    assert s["dry_run"] is True
+    assert s["snapshot_id"] == ""
+    assert s["errors"] == 0
+    assert s["files_new"] == s["total_files_processed"] == 6
+    assert s["total_bytes_processed"] == 6 * 400_000
+    assert s["manifest_copies"] == 0
+
+    assert pool.snapshots() == before_snaps
+    assert pool.packs() == before_packs
+    assert pool.held_files() == before_held
+
+    # Nothing was remembered either: the real backup then reads every file.
+    real = pool.backup(str(src))
+    assert real["files_new"] == 6
+    assert real["bytes_read"] == 6 * 400_000
+    assert pool.packs() > before_packs
+    after_held = pool.held_files()  # the place the dry run was watched is where shards go
+    assert all(after_held[name] > before_held[name] for name in before_held)
+
+
+# -- 3. tags ----------------------------------------------------------------------------------
+
+
+def test_tags_are_kept_and_filter_snapshots(pool: Pool) -> None:
+    src = pool.source("tags")
+    pool.write(src / "t.bin", 20_000)
+    first = pool.backup("--tag", "alpha", "--tag", "beta", str(src))
+    second = pool.backup("--tag", "gamma", str(src))
+
+    rows = {r["id"]: r for r in pool.snapshots()}
+    assert sorted(rows[first["snapshot_id"]]["tags"]) == ["alpha", "beta"]
+    assert rows[second["snapshot_id"]]["tags"] == ["gamma"]
+
+    assert [r["id"] for r in pool.snapshots("--tag", "alpha")] == [first["snapshot_id"]]
+    assert [r["id"] for r in pool.snapshots("--tag", "gamma")] == [second["snapshot_id"]]
+    both = {r["id"] for r in pool.snapshots("--tag", "beta", "--tag", "gamma")}
+    assert both == {first["snapshot_id"], second["snapshot_id"]}
+    assert pool.snapshots("--tag", "no-such-tag") == []
+
+
+# -- 4. ls below a path -----------------------------------------------------------------------
+
+
+def test_ls_below_a_path_with_types_and_link_targets(pool: Pool) -> None:
+    src = pool.source("ls")
+    pool.write(src / "top.txt", 100)
+    pool.write(src / "sub" / "a.txt", 1234)
+    pool.write(src / "sub" / "inner" / "b.bin", 5678)
+    (src / "sub" / "a.txt").chmod(0o640)
+    os.symlink("a.txt", src / "sub" / "link")
+    pool.write(src / "subway" / "c.txt", 10)  # shares a prefix with "sub", not below it
+    s = pool.backup(str(src))
+
+    below = src / "sub"
+    rows = pool.ls(s["snapshot_id"], str(below))
+    paths = [r["path"] for r in rows]
+    assert all(p == str(below) or p.startswith(str(below) + "/") for p in paths), paths
+    by_path = {r["path"]: r for r in rows}
+    assert set(by_path) == {
+        str(below),
+        str(below / "a.txt"),
+        str(below / "inner"),
+        str(below / "inner" / "b.bin"),
+        str(below / "link"),
+    }
+    assert by_path[str(below)]["type"] == "dir"
+    assert by_path[str(below / "inner")]["type"] == "dir"
+    a = by_path[str(below / "a.txt")]
+    assert (a["type"], a["size"], a["mode"], a["target"]) == ("file", 1234, 0o640, "")
+    assert a["mtime_ns"] == os.stat(below / "a.txt").st_mtime_ns
+    assert by_path[str(below / "inner" / "b.bin")]["size"] == 5678
+    link = by_path[str(below / "link")]
+    assert (link["type"], link["target"]) == ("symlink", "a.txt")
+
+    # A trailing slash names the same directory; the whole snapshot has the rest too.
+    assert [r["path"] for r in pool.ls(s["snapshot_id"], str(below) + "/")] == paths
+    everything = _rel(pool.ls(s["snapshot_id"]), src)
+    assert {"top.txt", "subway", "subway/c.txt", "sub/link"} <= everything.keys()
+
+
+# -- 5. restore --include ---------------------------------------------------------------------
+
+
+def test_restore_include_takes_only_matching_files(pool: Pool) -> None:
+    src = pool.source("include")
+    for rel in ("one.txt", "one.bin", "x/two.txt", "x/two.bin", "x/y/three.txt", "z/four.bin"):
+        pool.write(src / rel, 2000)
+    pool.write(src / "docs" / "guide.md", 500)
+    pool.write(src / "docs" / "img" / "pic.png", 500)
+    s = pool.backup(str(src))
+
+    target = pool.base / "restored-include"
+    r = pool.restore(s["snapshot_id"], target, "--include", "*.txt", "--include", "docs/")
+    root = _restored(target, src)
+    files = {str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()}
+    dirs = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_dir()}
+    assert files == {"one.txt", "x/two.txt", "x/y/three.txt", "docs/guide.md", "docs/img/pic.png"}
+    assert dirs == {"x", "x/y", "docs", "docs/img"}  # no "z": nothing in it matched
+    assert r["files_restored"] == len(files)
+    want = describe(src)
+    got = describe(root)
+    assert {p: want[p] for p in files} == {p: got[p] for p in files}
+
+
+# -- 6. an unreadable source file -------------------------------------------------------------
+
+
+def _backup_unprivileged(pool: Pool, *args: str) -> subprocess.CompletedProcess[str]:
+    """``peerbak backup`` as a user who cannot read a mode-000 file.
+
+    Root reads any file, so under root the backup runs as ``nobody`` (``setpriv``), the
+    owner's home handed over to it; the daemons stay root.
+    """
+    cmd = [sys.executable, "-m", "peerbak", "--home", str(pool.owner.home), "backup", *SHARDS]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: no file is unreadable to root")
+        for dirpath, _, filenames in os.walk(pool.owner.home):
+            os.chown(dirpath, NOBODY, NOBODY)
+            for name in filenames:
+                os.chown(os.path.join(dirpath, name), NOBODY, NOBODY, follow_symlinks=False)
+        cmd = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
+    return subprocess.run(
+        [*cmd, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HOME": str(pool.base)},
+    )
+
+
+def test_unreadable_file_is_a_warning_and_exit_3(pool: Pool) -> None:
+    src = pool.source("unreadable")
+    for rel in ("ok1.bin", "deep/ok2.bin", "deep/ok3.txt"):
+        pool.write(src / rel, 50_000)
+    secret = pool.write(src / "deep" / "secret.bin", 50_000)
+    secret.chmod(0)
+
+    out = _backup_unprivileged(pool, str(src), "--json")
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    errors = [line for line in lines if line.get("message_type") == "error"]
+    assert len(errors) == 1, lines
+    assert str(secret) in errors[0]["error"]
+    s = lines[-1]
+    assert s["message_type"] == "summary"
+    assert s["errors"] == 1
+    assert s["files_new"] == s["total_files_processed"] - 1 == 3
+    assert len(s["snapshot_id"]) == 32
+
+    assert s["snapshot_id"] in {r["id"] for r in pool.snapshots()}
+    assert str(secret) not in {r["path"] for r in pool.ls(s["snapshot_id"])}
+    target = pool.base / "restored-unreadable"
+    r = pool.restore(s["snapshot_id"], target)
+    assert r["files_restored"] == 3
+    secret.chmod(0o600)  # describe() reads the source's contents
+    assert describe(_restored(target, src)) == _without(describe(src), {"deep/secret.bin"})
+    secret.chmod(0)
+
+    # Without --json: a warning line on stderr naming the file, and exit 3 again.
+    text = _backup_unprivileged(pool, str(src))
+    assert text.returncode == 3, text.stdout + text.stderr
+    assert "Traceback" not in text.stderr
+    warnings = [line for line in text.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, text.stderr
+    assert str(secret) in warnings[0]
+    assert "saved" in text.stdout
+
+
+# -- 7. the files cache -----------------------------------------------------------------------
+
+
+def test_unchanged_tree_is_not_read_again_and_a_touched_file_is(pool: Pool) -> None:
+    src = pool.source("cache")
+    files = [pool.write(src / f"d{i % 3}" / f"f{i}.bin", 30_000 + i) for i in range(12)]
+    first = pool.backup(str(src))
+    assert first["files_new"] == first["total_files_processed"] == 12
+
+    second = pool.backup(str(src))
+    assert second["files_unmodified"] == second["total_files_processed"] == 12
+    assert second["files_new"] == second["files_changed"] == 0
+    assert second["bytes_read"] == 0
+    assert second["data_added"] == 0
+
+    touched = files[5]
+    mtime = touched.stat().st_mtime_ns
+    os.utime(touched, ns=(mtime + 10**9, mtime + 10**9))
+    third = pool.backup(str(src))
+    assert third["files_changed"] == 1
+    assert third["files_new"] == 0
+    assert third["files_unmodified"] == 11
+    assert third["bytes_read"] == touched.stat().st_size
+    assert third["data_added"] == 0  # same contents: every chunk is known
+
+
+# -- 8. bad command lines ---------------------------------------------------------------------
+
+
+def _raw(pool: Pool, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI without --json, as a user sees it."""
+    return subprocess.run(
+        [sys.executable, "-m", "peerbak", "--home", str(pool.owner.home), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _one_clean_line(out: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+def test_restore_of_an_unknown_snapshot_exits_66(pool: Pool) -> None:
+    target = pool.base / "never-restored"
+    out = _raw(pool, "restore", "nosuchid", "--target", str(target))
+    assert out.returncode == 66, out.stderr
+    line = _one_clean_line(out)
+    assert line.startswith("peerbak: ")
+    assert "nosuchid" in line
+    assert not target.exists()
+
+    js: subprocess.CompletedProcess[str] = pool.owner.cli(
+        "restore", "nosuchid", "--target", str(target), check=False
+    )
+    assert js.returncode == 66
+    error = json.loads(_one_clean_line(js))
+    assert (error["message_type"], error["code"], error["error"]) == (
+        "exit_error",
+        66,
+        "NotFoundError",
+    )
+
+
+def test_backup_of_a_missing_path_exits_64(pool: Pool) -> None:
+    out = _raw(pool, "backup", *SHARDS, "/does/not/exist")
+    assert out.returncode == 64, out.stderr
+    line = _one_clean_line(out)
+    assert "/does/not/exist" in line
+
+
+@pytest.mark.parametrize("shards", ["5/3", "3/3", "0/3", "two/three", "2/3,3/5"])
+def test_impossible_shards_are_a_clear_error(pool: Pool, shards: str) -> None:
+    src = pool.base / "sources" / "shards"
+    if not src.exists():
+        pool.write(src / "s.bin", 1000)
+    before = pool.packs()
+    out = _raw(pool, "backup", "--shards", shards, str(src))
+    assert out.returncode not in (0, 3, 70), out.stderr
+    assert out.returncode == 64, out.stderr
+    line = _one_clean_line(out)
+    assert line.startswith("peerbak: ")
+    assert "internal error" not in line
+    assert pool.packs() == before
