@@ -293,13 +293,17 @@ class Repository:
     # -- reading packs back --------------------------------------------------------------------
 
     def _order(self, record: PackRecord, holders: dict[int, bytes]) -> list[int]:
-        """Shards to ask first: members up before those that failed, then the fastest,
-        data shards before parity among equals (they need no decoding)."""
+        """Shards to ask first: members up before those that failed; among them, those
+        not much slower than the fastest (less than half its rate counts as slow); then
+        data shards before parity (they need no decoding); then the faster."""
+        members = {i: self.members.get(node) for i, node in holders.items()}
+        best = max((m.rate for m in members.values() if m is not None and m.up), default=0.0)
 
-        def rank(i: int) -> tuple[int, float, int]:
-            m = self.members.get(holders[i])
+        def rank(i: int) -> tuple[bool, bool, bool, float]:
+            m = members[i]
             up = m is not None and m.up
-            return (0 if up else 1, -(m.rate if m else 0.0), 0 if i < record.k else 1)
+            rate = m.rate if m is not None else 0.0
+            return (not up, rate < best / 2, i >= record.k, -rate)
 
         return sorted(holders, key=rank)
 
