@@ -13,6 +13,8 @@ rebuilt from the newest manifest any member keeps and the index objects it lists
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -91,19 +93,32 @@ async def recover(
     text = default_config_text(name, port).replace('listen = "0.0.0.0"', f'listen = "{listen}"')
     if not lan:
         text = text.replace("lan = true", "lan = false")
-    home = Home.create(root, secret, text)
-    ledger = await Ledger.open(home.ledger_path)
+    # Built beside its final place and renamed into it once whole: a recovery that
+    # fails half way leaves no half-made node (and can simply be run again).
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ConfigError(f"{root} exists and is not empty: recover into a new home")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{root.name}.recovering-", dir=root.parent))
     try:
-        await ledger.add_records(roster.blobs(), time.time())
-        await ledger.set_meta("pool", roster.pool)
-    finally:
-        await ledger.close()
-    repo = await Repository.open(home)
-    async with repo:
-        await repo.probe()
-        newest = await repo.latest_manifest()
-        manifest = newest if newest and newest.sequence > first.sequence else first
-        packs = await _rebuild(repo, manifest)
+        home = Home.create(building, secret, text)
+        ledger = await Ledger.open(home.ledger_path)
+        try:
+            await ledger.add_records(roster.blobs(), time.time())
+            await ledger.set_meta("pool", roster.pool)
+        finally:
+            await ledger.close()
+        repo = await Repository.open(home)
+        async with repo:
+            await repo.probe()
+            newest = await repo.latest_manifest()
+            manifest = newest if newest and newest.sequence > first.sequence else first
+            packs = await _rebuild(repo, manifest)
+        if root.exists():
+            root.rmdir()  # empty, checked above
+        building.rename(root)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     return {
         "home": str(root),
         "node": keys.node_id.hex(),

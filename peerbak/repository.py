@@ -31,7 +31,7 @@ from peerbak.errors import (
     PeerUnavailable,
 )
 from peerbak.home import Home
-from peerbak.ids import ChunkId, NodeId, PackId, ShardKey
+from peerbak.ids import NodeId, ShardKey
 from peerbak.ledger import Ledger
 from peerbak.link import PeerLink
 from peerbak.objects import IndexPack, Manifest, ManifestBody, Snapshot
@@ -141,7 +141,7 @@ class Repository:
         self._meta_cache: dict[bytes, dict[bytes, bytes]] = {}
 
     @classmethod
-    async def open(cls, home: Home, **kwargs: object) -> Repository:
+    async def open(cls, home: Home, *, timeout: float | None = None) -> Repository:
         config = home.config()
         keys = NodeKeys.derive(home.secret())
         ledger = await Ledger.open(home.ledger_path)
@@ -158,8 +158,13 @@ class Repository:
         except BaseException:
             await ledger.close()
             raise
-        kwargs.setdefault("timeout", config.network.timeout)
-        return cls(home, keys, ledger, roster, **kwargs)  # type: ignore[arg-type]
+        return cls(
+            home,
+            keys,
+            ledger,
+            roster,
+            timeout=config.network.timeout if timeout is None else timeout,
+        )
 
     async def close(self) -> None:
         for m in self.members.values():
@@ -438,12 +443,5 @@ class Repository:
         return max(found, key=lambda x: x.sequence, default=None)
 
 
-def chunk_ids(content: bytes) -> list[ChunkId]:
-    return [ChunkId(content[i : i + 32]) for i in range(0, len(content), 32)]
-
-
 def index_pack(record: PackRecord, holders: dict[int, bytes]) -> IndexPack:
     return IndexPack.of(record, [holders.get(i, b"") for i in range(record.n)])
-
-
-__all__ = ["DATA", "META", "Member", "PackId", "Repository", "crash_point"]

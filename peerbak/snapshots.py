@@ -23,14 +23,13 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from peerbak import objects
 from peerbak.archiver import Archiver, CachedFile, ScanTotals, exclude_spec, scan
 from peerbak.backup import KnownChunks, Packer
-from peerbak.codec import ErasureCode
 from peerbak.crypto import BlobType
 from peerbak.errors import InputError, Locked, StorageError
 from peerbak.home import Home
@@ -106,9 +105,9 @@ async def run_backup(
     home: Home,
     paths: list[Path],
     *,
-    excludes: list[str] = (),  # type: ignore[assignment]
+    excludes: Sequence[str] = (),
     one_file_system: bool = False,
-    tags: list[str] = (),  # type: ignore[assignment]
+    tags: Sequence[str] = (),
     dry_run: bool = False,
     code: tuple[int, int] | None = None,
     on_status: Callable[[dict[str, Any]], None] | None = None,
@@ -370,10 +369,3 @@ async def _tick(
                 "current_files": [p.current] if p.current else [],
             }
         )
-
-
-def chunk_list(content: bytes) -> list[ChunkId]:
-    return [ChunkId(content[i : i + 32]) for i in range(0, len(content), 32)]
-
-
-__all__ = ["ErasureCode", "backup_lock", "chunk_list", "run_backup"]
