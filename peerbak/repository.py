@@ -340,7 +340,11 @@ class Repository:
                     m.bad += 1
 
     async def read_blob(self, ident: bytes, what: str = "tree") -> bytes:
-        """One metadata blob (a tree, an index object); its pack's blobs are kept."""
+        """One metadata blob (a tree, an index object); its pack's blobs are kept, so
+        the trees of one metadata pack cost one fetch and no further lookups."""
+        for cached in self._meta_cache.values():
+            if (hit := cached.get(bytes(ident))) is not None:
+                return hit
         located = await self.ledger.locate([ident])
         pack_id = located.get(bytes(ident))
         if pack_id is None:

@@ -1,8 +1,8 @@
 """``peerbak restore``: a snapshot back onto disk, pack by pack.
 
-First the trees are read (they sit in a few metadata packs) and every file is
-created under a ``.partial`` name at its final size, while a plan records, for every
-pack, which chunk goes to which file at which offset. Then the packs are fetched, a
+First the trees are read (they sit in a few metadata packs) while a plan records, for
+every pack, which chunk goes to which file at which offset; a file is created under a
+``.partial`` name by the first of its chunks to arrive. Then the packs are fetched, a
 few at a time, each from the fastest k of its holders; every shard is checked against
 its recorded root, every chunk by its AEAD tag and keyed hash; each chunk is written
 where the plan says. A file whose last chunk has arrived gets its mode, owner and
@@ -39,6 +39,8 @@ from peerbak.restore import FetchReport, read_blobs
 #: Packs fetched and written at once: 3 × (16 MiB pack + k shards) in memory.
 IN_FLIGHT: Final = 3
 PARTIAL: Final = ".partial"
+#: Files are planned (their chunks located) in batches of about this many chunks.
+PLAN_BATCH: Final = 4000
 
 
 @dataclass
@@ -56,6 +58,7 @@ class RestoreStats:
     dirs: int = 0
     links: int = 0
     bytes: int = 0
+    plan_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
 
@@ -73,6 +76,9 @@ class Restorer:
         self._am_root = os.geteuid() == 0
         self._lock = threading.Lock()
         self._empty: list[_File] = []
+        self._dirs_made = threading.Event()
+        self._queued: list[tuple[Path, Entry]] = []
+        self._queued_chunks = 0
         self._records: dict[bytes, tuple[PackRecord, dict[int, bytes]]] = {}
         self._plain: dict[bytes, int] = {}
 
@@ -88,36 +94,32 @@ class Restorer:
         raw = await self.repo.read_blob(tree_id)
         tree = objects.decode(raw, Tree, "tree", tree_id.hex()[:12])
         any_wanted = False
-        files: list[tuple[Path, Entry]] = []
         for entry in tree.entries:
             name = os.fsdecode(entry.name)
             path = here / name
             child_rel = f"{rel}/{name}"
             if entry.type is NodeType.DIR:
                 take = forced or self._wanted(child_rel, True)
-                path.mkdir(mode=0o700, exist_ok=True)
                 inside = await self._walk(entry.subtree, path, child_rel, take)
                 if take or inside:
                     self._dirs.append((path, entry))
                     any_wanted = True
-                else:
-                    with contextlib.suppress(OSError):
-                        path.rmdir()
                 continue
             if not (forced or self._wanted(child_rel, False)):
                 continue
             any_wanted = True
             if entry.type is NodeType.FILE:
-                files.append((path, entry))
+                self._queued.append((path, entry))
+                self._queued_chunks += len(entry.content) // 32
             else:
                 self._later.append((path, entry))
-        if files:
-            await self._plan_files(files)
+        if self._queued_chunks >= PLAN_BATCH:
+            await self._plan_queued()
         return any_wanted
 
-    async def _plan_files(self, files: list[tuple[Path, Entry]]) -> None:
-        """One directory's files: jobs, ``.partial`` files made (in a thread), and every
-        chunk located with a few queries for the whole directory."""
+    async def _plan_queued(self) -> None:
+        """The files seen so far: jobs, and every chunk located with one query per 500."""
+        files, self._queued, self._queued_chunks = self._queued, [], 0
         jobs: list[tuple[int, _File]] = []
         for path, entry in files:
             key = (entry.device, entry.inode)
@@ -129,7 +131,6 @@ class Restorer:
                 self._by_inode[key] = job
             jobs.append((len(self._files), job))
             self._files.append(job)
-        await asyncio.to_thread(self._create, [job for _, job in jobs])
         located = await self.repo.ledger.locate([c for _, job in jobs for c in job.entry.chunks])
         for new in set(located.values()) - self._records.keys():
             await self._record(new)
@@ -156,15 +157,6 @@ class Restorer:
                     check="size",
                 )
 
-    @staticmethod
-    def _create(jobs: list[_File]) -> None:
-        for job in jobs:
-            fd = os.open(_partial(job.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.ftruncate(fd, job.entry.size)
-            finally:
-                os.close(fd)
-
     async def _record(self, pack: bytes) -> tuple[PackRecord, dict[int, bytes]]:
         found = self._records.get(pack)
         if found is None:
@@ -185,16 +177,25 @@ class Restorer:
             data = await self.repo.fetch_record(record, holders, report)
             await asyncio.to_thread(self._write_pack, record, data, self._plan.pop(pack))
 
+    def _make_dirs(self) -> None:
+        try:
+            for path, _ in sorted(self._dirs, key=lambda d: len(d[0].parts)):
+                path.mkdir(mode=0o700, exist_ok=True)
+        finally:
+            self._dirs_made.set()
+
     def _write_pack(
         self, record: PackRecord, data: bytes, targets: list[tuple[bytes, int, int]]
     ) -> None:
+        self._dirs_made.wait()
         wanted: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
         for chunk, number, offset in targets:
             wanted[chunk].append((number, offset))
         for entry, plain in read_blobs(self.repo.keys, data, record):
             for number, offset in wanted.pop(bytes(entry.ident), ()):
                 job = self._files[number]
-                fd = os.open(_partial(job.path), os.O_WRONLY)
+                # Made by its first chunk; packs write one file's chunks in parallel.
+                fd = os.open(_partial(job.path), os.O_WRONLY | os.O_CREAT, 0o600)
                 try:
                     os.pwrite(fd, plain, offset)
                 finally:
@@ -216,6 +217,10 @@ class Restorer:
 
     def _finish(self, job: _File) -> None:
         partial = _partial(job.path)
+        if job.entry.content:
+            os.truncate(partial, job.entry.size)  # a stale .partial may have been longer
+        else:
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         self._attributes(partial, job.entry, follow=True)
         os.replace(partial, job.path)
         for link in job.links:
@@ -258,21 +263,40 @@ class Restorer:
         with contextlib.suppress(NotImplementedError, OSError):
             os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=follow)
 
+    def _finish_empty(self) -> None:
+        for job in self._empty:
+            self._finish(job)
+
+    def _last(self) -> None:
+        """Links and devices, then directory attributes, deepest first (writing into a
+        directory changes its mtime, so its own comes after its contents)."""
+        for path, entry in self._later:
+            self._special(path, entry)
+        for path, entry in sorted(self._dirs, key=lambda d: -len(d[0].parts)):
+            self._attributes(path, entry, follow=True)
+            self.stats.dirs += 1
+
     # -- the whole ---------------------------------------------------------------------------
 
     async def run(self, snapshot: Snapshot) -> RestoreStats:
         self.target.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
         await self._walk(snapshot.tree, self.target, "", False)
-        for job in self._empty:
-            self._finish(job)
+        await self._plan_queued()
+        self.stats.plan_seconds = time.monotonic() - t0
+        # Directories are made in a thread while the first packs arrive; writers wait.
+        made = asyncio.create_task(asyncio.to_thread(self._make_dirs))
         slots = asyncio.Semaphore(IN_FLIGHT)
         tasks = [asyncio.create_task(self._pack(p, slots)) for p in list(self._plan)]
         try:
+            await made
+            await asyncio.to_thread(self._finish_empty)
             await asyncio.gather(*tasks)
         except BaseException:
-            for t in tasks:
+            self._dirs_made.set()  # let writers still waiting run into the error
+            for t in [made, *tasks]:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(made, *tasks, return_exceptions=True)
             raise
         unfinished = [f for f in self._files if f.remaining]
         if unfinished:
@@ -281,11 +305,7 @@ class Restorer:
                 obj="restore",
                 check="complete",
             )
-        for path, entry in self._later:
-            await asyncio.to_thread(self._special, path, entry)
-        for path, entry in sorted(self._dirs, key=lambda d: -len(d[0].parts)):
-            self._attributes(path, entry, follow=True)
-            self.stats.dirs += 1
+        await asyncio.to_thread(self._last)
         return self.stats
 
 
@@ -314,6 +334,7 @@ async def run_restore(
         "hard_links": stats.links,
         "bytes_restored": stats.bytes,
         "total_duration": round(seconds, 3),
+        "plan_duration": round(stats.plan_seconds, 3),
         "mb_per_s": round(stats.bytes / max(seconds, 1e-9) / 1e6, 1),
         "served_by": {
             (m.name or m.link.node.short): m.served for m in repo.members.values() if m.served
