@@ -483,7 +483,7 @@ def backup(
                 tags=list(tag),
                 dry_run=dry_run,
                 code=_shards(shards),
-                on_status=progress,
+                on_status=progress if as_json or progress.tty else None,
                 warn=warn,
             )
         )

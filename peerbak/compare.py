@@ -103,18 +103,18 @@ def bench_backup(
             if tool == "peerbak":
                 row["friends_cpu_s"] = round(_daemon_cpu(pids) - before, 2)
 
-        step("first backup", "peerbak", [*cli, "backup", "--shards", "3/5", str(source), "--json"])
+        step("first backup", "peerbak", [*cli, "backup", "--shards", "3/5", str(source)])
         step(
             "no-change backup",
             "peerbak",
-            [*cli, "backup", "--shards", "3/5", str(source), "--json"],
+            [*cli, "backup", "--shards", "3/5", str(source)],
         )
         nodes[2].kill()
         nodes[4].kill()
         step(
             "restore, 2 down",
             "peerbak",
-            [*cli, "restore", "latest", "--target", str(base / "out-peerbak"), "--json"],
+            [*cli, "restore", "latest", "--target", str(base / "out-peerbak")],
         )
         shutil.rmtree(base / "out-peerbak", ignore_errors=True)
         if with_restic and restic is not None:

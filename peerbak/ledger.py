@@ -699,8 +699,14 @@ class FilesCacheDb:
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open the ledger at {path}: {exc}") from None
         self._pending: list[tuple[bytes, dict[bytes, CachedFile]]] = []
+        try:  # a first backup asks nothing: one query instead of one per directory
+            self._empty = self._db.execute("SELECT 1 FROM files_cache LIMIT 1").fetchone() is None
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger {self.path}: {exc}") from None
 
     def lookup(self, parent: bytes) -> dict[bytes, CachedFile]:
+        if self._empty:
+            return {}
         try:
             rows = self._db.execute(
                 "SELECT name, device, inode, size, mtime_ns, ctime_ns, content "
