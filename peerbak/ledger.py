@@ -1,4 +1,4 @@
-"""The node's ledger: one SQLite file (aiosqlite), the only place with SQL.
+"""The node's ledger: one SQLite file (aiosqlite); with peerbak.plan, the only SQL.
 
 WAL mode with ``synchronous=NORMAL``: durable across a crash of the process; a power
 cut may lose the last transactions, which are then re-learned from peers (the roster
@@ -76,7 +76,8 @@ MIGRATIONS: Final[list[str]] = [
     CREATE INDEX shards_holder ON shards(holder);
     CREATE TABLE blobs (
         chunk_id BLOB PRIMARY KEY CHECK (length(chunk_id) = 32),
-        pack_id BLOB NOT NULL REFERENCES packs(pack_id) ON DELETE CASCADE
+        pack_id BLOB NOT NULL REFERENCES packs(pack_id) ON DELETE CASCADE,
+        plain_length INTEGER NOT NULL
     );
     CREATE INDEX blobs_pack ON blobs(pack_id);
     CREATE TABLE snapshots (
@@ -386,8 +387,8 @@ class Ledger:
             await self._db.execute("DELETE FROM shards WHERE pack_id = ? AND stored = 0", (pack,))
             await self._db.execute("UPDATE packs SET state = 'stored' WHERE pack_id = ?", (pack,))
             await self._db.executemany(
-                "INSERT OR IGNORE INTO blobs VALUES (?, ?)",
-                [(bytes(e.ident), pack) for e in record.entries],
+                "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)",
+                [(bytes(e.ident), pack, e.plain_length) for e in record.entries],
             )
             await self._db.execute("COMMIT")
 
@@ -457,6 +458,26 @@ class Ledger:
                 ) as cur:
                     for c, p in await cur.fetchall():
                         found[bytes(c)] = bytes(p)
+            return found
+
+        return await self._guard(find)
+
+    async def locate_sized(self, chunk_ids: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
+        """chunk id → (pack id, plaintext length), for those stored."""
+
+        async def find() -> dict[bytes, tuple[bytes, int]]:
+            found: dict[bytes, tuple[bytes, int]] = {}
+            ids = list(dict.fromkeys(bytes(c) for c in chunk_ids))
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                async with self._db.execute(
+                    "SELECT chunk_id, pack_id, plain_length FROM blobs "  # noqa: S608
+                    f"WHERE chunk_id IN ({marks})",
+                    part,
+                ) as cur:
+                    for c, p, n in await cur.fetchall():
+                        found[bytes(c)] = (bytes(p), int(n))
             return found
 
         return await self._guard(find)

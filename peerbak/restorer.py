@@ -9,8 +9,8 @@ where the plan says. A file whose last chunk has arrived gets its mode, owner an
 times and is renamed to its name: a file under its final name is always whole.
 Links, special files and directory times come last, deepest first.
 
-The plan holds a few dozen bytes per chunk (not per byte), so a restore of a tree
-of millions of files needs a few hundred MB; a spill to SQLite is the way out.
+The plan lives in a scratch SQLite file (peerbak.plan), not in memory: a restore
+holds a few packs at a time whatever the number of files.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Any, Final
 import pathspec
 
 from peerbak import objects
-from peerbak.errors import IntegrityError, NotFoundError, PeerbakError
+from peerbak.errors import IntegrityError, NotFoundError, StorageError
 from peerbak.objects import Entry, NodeType, Snapshot, Tree
 from peerbak.pack import PackRecord
+from peerbak.plan import RestorePlan
 from peerbak.repository import Repository
 from peerbak.restore import FetchReport, read_blobs
 
@@ -41,15 +42,6 @@ IN_FLIGHT: Final = 3
 PARTIAL: Final = ".partial"
 #: Files are planned (their chunks located) in batches of about this many chunks.
 PLAN_BATCH: Final = 4000
-
-
-@dataclass
-class _File:
-    path: Path
-    entry: Entry
-    remaining: int
-    written: int = 0
-    links: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -62,27 +54,29 @@ class RestoreStats:
     errors: list[str] = field(default_factory=list)
 
 
+def _entry(raw: bytes) -> Entry:
+    return objects.decode(raw, Entry, "entry")
+
+
 class Restorer:
+    """Restores one snapshot into ``target``; ``close`` removes its plan."""
+
     def __init__(self, repo: Repository, target: Path, include: list[str] | None = None) -> None:
         self.repo = repo
         self.target = target
         self.include = pathspec.GitIgnoreSpec.from_lines(include) if include else None
         self.stats = RestoreStats()
-        self._files: list[_File] = []
-        self._plan: dict[bytes, list[tuple[bytes, int, int]]] = defaultdict(list)
-        self._by_inode: dict[tuple[int, int], _File] = {}
-        self._dirs: list[tuple[Path, Entry]] = []
-        self._later: list[tuple[Path, Entry]] = []
+        self._plan = RestorePlan()
         self._am_root = os.geteuid() == 0
         self._lock = threading.Lock()
-        self._empty: list[_File] = []
         self._dirs_made = threading.Event()
         self._queued: list[tuple[Path, Entry]] = []
         self._queued_chunks = 0
-        self._records: dict[bytes, tuple[PackRecord, dict[int, bytes]]] = {}
-        self._plain: dict[bytes, int] = {}
 
-    # -- phase 1: trees, files created, the plan ----------------------------------------------
+    def close(self) -> None:
+        self._plan.close()
+
+    # -- phase 1: trees and the plan -----------------------------------------------------------
 
     def _wanted(self, rel: str, is_dir: bool) -> bool:
         if self.include is None:
@@ -90,7 +84,7 @@ class Restorer:
         return self.include.match_file(rel + "/" if is_dir else rel)
 
     async def _walk(self, tree_id: bytes, here: Path, rel: str, forced: bool) -> bool:
-        """Create what is wanted below ``here``; True when anything was."""
+        """Plan what is wanted below ``here``; True when anything was."""
         raw = await self.repo.read_blob(tree_id)
         tree = objects.decode(raw, Tree, "tree", tree_id.hex()[:12])
         any_wanted = False
@@ -102,7 +96,7 @@ class Restorer:
                 take = forced or self._wanted(child_rel, True)
                 inside = await self._walk(entry.subtree, path, child_rel, take)
                 if take or inside:
-                    self._dirs.append((path, entry))
+                    self._plan.add_dir(os.fsencode(path), len(path.parts), objects.encode(entry))
                     any_wanted = True
                 continue
             if not (forced or self._wanted(child_rel, False)):
@@ -112,100 +106,91 @@ class Restorer:
                 self._queued.append((path, entry))
                 self._queued_chunks += len(entry.content) // 32
             else:
-                self._later.append((path, entry))
+                self._plan.add_later(os.fsencode(path), objects.encode(entry))
         if self._queued_chunks >= PLAN_BATCH:
             await self._plan_queued()
         return any_wanted
 
     async def _plan_queued(self) -> None:
-        """The files seen so far: jobs, and every chunk located with one query per 500."""
+        """The files seen so far into the plan, their chunks located a batch at a time."""
         files, self._queued, self._queued_chunks = self._queued, [], 0
-        jobs: list[tuple[int, _File]] = []
+        planned: list[tuple[int, Path, Entry]] = []
         for path, entry in files:
-            key = (entry.device, entry.inode)
-            if entry.links > 1 and key in self._by_inode:
-                self._by_inode[key].links.append(path)
-                continue
-            job = _File(path, entry, len(entry.content) // 32)
-            if entry.links > 1:
-                self._by_inode[key] = job
-            jobs.append((len(self._files), job))
-            self._files.append(job)
-        located = await self.repo.ledger.locate([c for _, job in jobs for c in job.entry.chunks])
-        for new in set(located.values()) - self._records.keys():
-            await self._record(new)
-        for number, job in jobs:
-            if not job.remaining:
-                self._empty.append(job)  # finished after the walk: its hard links come later
-                continue
+            inode = (entry.device, entry.inode) if entry.links > 1 else None
+            ident = self._plan.add_file(
+                os.fsencode(path), objects.encode(entry), len(entry.content) // 32, inode
+            )
+            if ident is not None and entry.content:
+                planned.append((ident, path, entry))
+        located = await self.repo.ledger.locate_sized(
+            [c for _, _, entry in planned for c in entry.chunks]
+        )
+        rows: list[tuple[bytes, bytes, int, int]] = []
+        for ident, path, entry in planned:
             offset = 0
-            for chunk in job.entry.chunks:
-                raw = bytes(chunk)
-                pack = located.get(raw)
-                if pack is None:
-                    raise NotFoundError(
-                        f"{job.path}: chunk {chunk.hex()[:12]} is in no stored pack"
-                    )
-                self._plan[pack].append((raw, number, offset))
-                offset += self._plain[raw]
-            if offset != job.entry.size:
+            for chunk in entry.chunks:
+                found = located.get(bytes(chunk))
+                if found is None:
+                    raise NotFoundError(f"{path}: chunk {chunk.hex()[:12]} is in no stored pack")
+                rows.append((found[0], bytes(chunk), ident, offset))
+                offset += found[1]
+            if offset != entry.size:
                 raise IntegrityError(
-                    f"{job.path}: its chunks add up to {offset} bytes, the snapshot says "
-                    f"{job.entry.size}",
+                    f"{path}: its chunks add up to {offset} bytes, the snapshot says {entry.size}",
                     obj="file",
-                    ident=str(job.path),
+                    ident=str(path),
                     check="size",
                 )
-
-    async def _record(self, pack: bytes) -> tuple[PackRecord, dict[int, bytes]]:
-        found = self._records.get(pack)
-        if found is None:
-            found = await self.repo.ledger.pack(pack)
-            if found is None:
-                raise NotFoundError(f"pack {pack.hex()[:12]} is not in the ledger")
-            self._records[pack] = found
-            for e in found[0].entries:
-                self._plain[bytes(e.ident)] = e.plain_length
-        return found
+        self._plan.add_targets(rows)
 
     # -- phase 2: packs ------------------------------------------------------------------
 
-    async def _pack(self, pack: bytes, slots: asyncio.Semaphore) -> None:
-        async with slots:
-            report = FetchReport()
-            record, holders = await self._record(pack)
-            data = await self.repo.fetch_record(record, holders, report)
-            await asyncio.to_thread(self._write_pack, record, data, self._plan.pop(pack))
+    async def _fetch_all(self) -> None:
+        """IN_FLIGHT workers take packs from the plan until none is left."""
+        packs = self._plan.packs()
+        lock = asyncio.Lock()
+
+        async def worker() -> None:
+            while True:
+                async with lock:
+                    pack = await asyncio.to_thread(next, packs, None)
+                if pack is None:
+                    return
+                await self._pack(pack)
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+    async def _pack(self, pack: bytes) -> None:
+        found = await self.repo.ledger.pack(pack)
+        if found is None:
+            raise NotFoundError(f"pack {pack.hex()[:12]} is not in the ledger")
+        record, holders = found
+        data = await self.repo.fetch_record(record, holders, FetchReport())
+        await asyncio.to_thread(self._write_pack, record, data)
 
     def _make_dirs(self) -> None:
         try:
-            for path, _ in sorted(self._dirs, key=lambda d: len(d[0].parts)):
-                path.mkdir(mode=0o700, exist_ok=True)
+            for path, _ in self._plan.dirs(deepest_first=False):
+                os.makedirs(path, mode=0o700, exist_ok=True)
         finally:
             self._dirs_made.set()
 
-    def _write_pack(
-        self, record: PackRecord, data: bytes, targets: list[tuple[bytes, int, int]]
-    ) -> None:
+    def _write_pack(self, record: PackRecord, data: bytes) -> None:
         self._dirs_made.wait()
+        targets, paths = self._plan.targets(bytes(record.pack_id))
         wanted: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
-        for chunk, number, offset in targets:
-            wanted[chunk].append((number, offset))
+        for chunk, ident, offset in targets:
+            wanted[chunk].append((ident, offset))
+        counts: dict[int, int] = defaultdict(int)
         for entry, plain in read_blobs(self.repo.keys, data, record):
-            for number, offset in wanted.pop(bytes(entry.ident), ()):
-                job = self._files[number]
+            for ident, offset in wanted.pop(bytes(entry.ident), ()):
                 # Made by its first chunk; packs write one file's chunks in parallel.
-                fd = os.open(_partial(job.path), os.O_WRONLY | os.O_CREAT, 0o600)
+                fd = os.open(_partial(paths[ident]), os.O_WRONLY | os.O_CREAT, 0o600)
                 try:
                     os.pwrite(fd, plain, offset)
                 finally:
                     os.close(fd)
-                with self._lock:
-                    job.written += len(plain)
-                    job.remaining -= 1
-                    done = job.remaining == 0
-                if done:
-                    self._finish(job)
+                counts[ident] += 1
         if wanted:
             raise IntegrityError(
                 f"pack {record.pack_id.hex()[:12]} lacks {len(wanted)} chunks the index "
@@ -214,32 +199,35 @@ class Restorer:
                 ident=record.pack_id.hex(),
                 check="index",
             )
+        for ident, path, raw in self._plan.written(counts):
+            self._finish(ident, path, _entry(raw))
 
-    def _finish(self, job: _File) -> None:
-        partial = _partial(job.path)
-        if job.entry.content:
-            os.truncate(partial, job.entry.size)  # a stale .partial may have been longer
+    def _finish(self, ident: int, path: bytes, entry: Entry) -> None:
+        partial = _partial(path)
+        if entry.content:
+            os.truncate(partial, entry.size)  # a stale .partial may have been longer
         else:
             os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        self._attributes(partial, job.entry, follow=True)
-        os.replace(partial, job.path)
-        for link in job.links:
+        self._attributes(partial, entry, follow=True)
+        os.replace(partial, path)
+        links = self._plan.links(ident) if entry.links > 1 else []
+        for link in links:
             with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            os.link(job.path, link)
+                os.unlink(link)
+            os.link(path, link)
         with self._lock:
             self.stats.files += 1
-            self.stats.bytes += job.entry.size
-            self.stats.links += len(job.links)
+            self.stats.bytes += entry.size
+            self.stats.links += len(links)
 
     # -- phase 3: what has no contents -----------------------------------------------------
 
-    def _special(self, path: Path, entry: Entry) -> None:
+    def _special(self, path: bytes, entry: Entry) -> None:
         with contextlib.suppress(FileNotFoundError):
-            if not path.is_dir() or path.is_symlink():
-                path.unlink()
+            if not os.path.isdir(path) or os.path.islink(path):
+                os.unlink(path)
         if entry.type is NodeType.SYMLINK:
-            os.symlink(entry.target, os.fsencode(path))
+            os.symlink(entry.target, path)
             self._attributes(path, entry, follow=False)
             return
         kinds = {
@@ -250,11 +238,11 @@ class Restorer:
         try:
             os.mknod(path, entry.mode | kinds[entry.type], entry.rdev)
         except PermissionError:
-            self.stats.errors.append(f"{path}: only root can make device files")
+            self.stats.errors.append(f"{os.fsdecode(path)}: only root can make device files")
             return
         self._attributes(path, entry, follow=True)
 
-    def _attributes(self, path: Path, entry: Entry, *, follow: bool) -> None:
+    def _attributes(self, path: bytes, entry: Entry, *, follow: bool) -> None:
         if self._am_root:
             with contextlib.suppress(OSError):
                 os.chown(path, entry.uid, entry.gid, follow_symlinks=follow)
@@ -264,16 +252,16 @@ class Restorer:
             os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=follow)
 
     def _finish_empty(self) -> None:
-        for job in self._empty:
-            self._finish(job)
+        for ident, path, raw in list(self._plan.empty_files()):
+            self._finish(ident, path, _entry(raw))
 
     def _last(self) -> None:
         """Links and devices, then directory attributes, deepest first (writing into a
         directory changes its mtime, so its own comes after its contents)."""
-        for path, entry in self._later:
-            self._special(path, entry)
-        for path, entry in sorted(self._dirs, key=lambda d: -len(d[0].parts)):
-            self._attributes(path, entry, follow=True)
+        for path, raw in self._plan.later():
+            self._special(path, _entry(raw))
+        for path, raw in self._plan.dirs(deepest_first=True):
+            self._attributes(path, _entry(raw), follow=True)
             self.stats.dirs += 1
 
     # -- the whole ---------------------------------------------------------------------------
@@ -283,25 +271,25 @@ class Restorer:
         t0 = time.monotonic()
         await self._walk(snapshot.tree, self.target, "", False)
         await self._plan_queued()
+        self._plan.planned()
         self.stats.plan_seconds = time.monotonic() - t0
         # Directories are made in a thread while the first packs arrive; writers wait.
         made = asyncio.create_task(asyncio.to_thread(self._make_dirs))
-        slots = asyncio.Semaphore(IN_FLIGHT)
-        tasks = [asyncio.create_task(self._pack(p, slots)) for p in list(self._plan)]
+        fetching = asyncio.create_task(self._fetch_all())
         try:
             await made
             await asyncio.to_thread(self._finish_empty)
-            await asyncio.gather(*tasks)
+            await fetching
         except BaseException:
             self._dirs_made.set()  # let writers still waiting run into the error
-            for t in [made, *tasks]:
+            for t in (made, fetching):
                 t.cancel()
-            await asyncio.gather(made, *tasks, return_exceptions=True)
+            await asyncio.gather(made, fetching, return_exceptions=True)
             raise
-        unfinished = [f for f in self._files if f.remaining]
-        if unfinished:
+        count, example = self._plan.unfinished()
+        if count:
             raise IntegrityError(
-                f"{len(unfinished)} files did not get all their chunks, e.g. {unfinished[0].path}",
+                f"{count} files did not get all their chunks, e.g. {os.fsdecode(example)}",
                 obj="restore",
                 check="complete",
             )
@@ -309,8 +297,8 @@ class Restorer:
         return self.stats
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + PARTIAL)
+def _partial(path: bytes) -> bytes:
+    return path + PARTIAL.encode()
 
 
 async def run_restore(
@@ -323,7 +311,9 @@ async def run_restore(
     try:
         stats = await restorer.run(snapshot)
     except OSError as exc:
-        raise PeerbakError(f"cannot write under {target}: {exc}") from None
+        raise StorageError(f"cannot write under {target}: {exc}") from None
+    finally:
+        restorer.close()
     seconds = time.time() - started
     return {
         "message_type": "summary",
