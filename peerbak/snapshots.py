@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 import socket
 import threading
@@ -31,7 +32,7 @@ from peerbak import objects
 from peerbak.archiver import Archiver, CachedFile, ScanTotals, exclude_spec, scan
 from peerbak.backup import KnownChunks, Packer
 from peerbak.crypto import BlobType
-from peerbak.errors import InputError, Locked, StorageError
+from peerbak.errors import InputError, Locked, PeerbakError, StorageError
 from peerbak.home import Home
 from peerbak.ids import ChunkId
 from peerbak.ledger import CachedFile as LedgerCachedFile
@@ -39,9 +40,18 @@ from peerbak.ledger import FilesCacheDb
 from peerbak.objects import Index, IndexPack, Snapshot, Summary
 from peerbak.pack import PackRecord, Shard
 from peerbak.repository import DATA, META, Repository, crash_point, index_pack
+from peerbak.restore import read_blobs
+
+log = logging.getLogger(__name__)
 
 #: Packs per index object: ≈ 3 KB each, so an index blob stays a few MiB.
 INDEX_PACKS_PER_OBJECT: Final = 1000
+#: Index packs the manifest may list before the newest small ones are merged; small
+#: means at most MERGE_SMALL bytes (a backup that added a few hundred packs), and at
+#: most MERGE_MAX are merged at once (16 MiB read back at most).
+INDEX_LIST_MAX: Final = 32
+MERGE_SMALL: Final = 1 << 20
+MERGE_MAX: Final = 16
 META_PACK: Final = 4 << 20
 
 
@@ -311,30 +321,64 @@ async def _write_index(
     repo: Repository, meta: Packer, made: list[tuple[PackRecord, int]]
 ) -> list[IndexPack]:
     """Index objects for every stored pack no index lists yet (this run's, and any a
-    killed run stored), in packs of their own that the manifest then lists."""
+    killed run stored), in packs of their own that the manifest then lists.
+
+    Each backup adds an index pack to the manifest's list; once the list is long, the
+    newest small ones are read back and merged into one, so the manifest stays small
+    (about 400 bytes an entry, 1 MiB at most) however often backups run.
+    """
+    existing = await repo.index_packs()
+    merging = _to_merge(existing)
+    entries: list[IndexPack] = []
+    try:
+        for listed_pack in merging:
+            entries += await _read_index(repo, listed_pack)
+            entries.append(listed_pack)  # it stays a stored pack: an index now lists it
+    except PeerbakError as exc:  # merging can wait for a better day
+        log.warning("index packs not merged this time: %s", exc)
+        merging, entries = [], []
     pending = await repo.ledger.unindexed_packs()
-    if not pending:
-        return await repo.index_packs()
+    if not pending and not entries:
+        return existing
+    entries += [index_pack(rec, holders) for rec, holders, _ in pending]
     before = len(made)
-    listed: list[bytes] = []
-    for start in range(0, len(pending), INDEX_PACKS_PER_OBJECT):
-        part = pending[start : start + INDEX_PACKS_PER_OBJECT]
-        body = objects.encode(Index(packs=[index_pack(rec, holders) for rec, holders, _ in part]))
+    for start in range(0, len(entries), INDEX_PACKS_PER_OBJECT):
+        body = objects.encode(Index(packs=entries[start : start + INDEX_PACKS_PER_OBJECT]))
         await asyncio.to_thread(meta.add_chunk, body, BlobType.INDEX)
-        listed.extend(rec.pack_id for rec, _, _ in part)
     await asyncio.to_thread(meta.flush)
+    listed: list[bytes] = [rec.pack_id for rec, _, _ in pending]
     new = []
     for record, _ in made[before:]:
         found = await repo.ledger.pack(record.pack_id)
         if found is not None:
             new.append(index_pack(found[0], found[1]))
             listed.append(record.pack_id)
-    every = [*(await repo.index_packs()), *new]
+    merged = {p.pack for p in merging}
+    every = [p for p in existing if p.pack not in merged] + new
     # Kept now, not when the manifest is published: a crash before publishing must not
     # leave packs marked indexed that no manifest will ever list.
     await repo.ledger.set_meta("index_packs", objects.encode(Index(packs=every)))
     await repo.ledger.mark_indexed(listed)
     return every
+
+
+def _to_merge(existing: list[IndexPack]) -> list[IndexPack]:
+    """The newest small index packs, once the manifest lists too many."""
+    if len(existing) < INDEX_LIST_MAX:
+        return []
+    small = [p for p in existing if p.length <= MERGE_SMALL]
+    return small[-MERGE_MAX:] if len(small) >= 2 else []
+
+
+async def _read_index(repo: Repository, listed: IndexPack) -> list[IndexPack]:
+    record = listed.record()
+    data = await repo.fetch_record(record, {i: h for i, h in enumerate(listed.holders) if h})
+    blobs = await asyncio.to_thread(lambda: list(read_blobs(repo.keys, data, record)))
+    out: list[IndexPack] = []
+    for entry, plain in blobs:
+        if entry.blob_type is BlobType.INDEX:
+            out += objects.decode(plain, Index, "index", entry.ident.hex()[:12]).packs
+    return out
 
 
 async def _tick(
