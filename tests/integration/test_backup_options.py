@@ -446,3 +446,33 @@ def test_impossible_shards_are_a_clear_error(pool: Pool, shards: str) -> None:
     assert line.startswith("peerbak: ")
     assert "internal error" not in line
     assert pool.packs() == before
+
+
+# -- one file system ----------------------------------------------------------------------
+
+
+def test_one_file_system_keeps_the_mount_point_but_not_what_is_mounted(pool: Pool) -> None:
+    """A tmpfs mounted inside the tree: with -x its contents stay out, without they are in."""
+    src = pool.source("onefs")
+    pool.write(src / "here.txt", 300)
+    mnt = src / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or 'not permitted'}")
+    try:
+        pool.write(mnt / "elsewhere.txt", 200)
+        one = pool.backup("--one-file-system", str(src))
+        rows = _rel(pool.ls(one["snapshot_id"]), src)
+        assert "here.txt" in rows
+        assert rows["mnt"]["type"] == "dir"  # the mount point itself, empty
+        assert "mnt/elsewhere.txt" not in rows
+        every = pool.backup(str(src))
+        assert "mnt/elsewhere.txt" in _rel(pool.ls(every["snapshot_id"]), src)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
