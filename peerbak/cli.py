@@ -746,6 +746,40 @@ def stats(snapshot: str | None, as_json: bool) -> None:
     )
 
 
+@cli.command()
+@click.option("--read-data", is_flag=True, help="Read and verify every pack in full.")
+@click.option(
+    "--read-data-subset", help="Read n/m of the packs (1/30 a day: all in a month), or x%."
+)
+@click.option("--json", "as_json", is_flag=True)
+def check(read_data: bool, read_data_subset: str | None, as_json: bool) -> None:
+    """Compare the ledger with what members hold; optionally read and verify the data."""
+    from peerbak.check import run_check
+
+    report = _repo_call(as_json, lambda repo: run_check(repo, read_data_subset, read_data))
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        r = report
+        click.echo(
+            f"{r['packs']} packs, {r['shards_expected']} shards on members: "
+            f"{r['shards_missing']} missing, {r['shards_unknown']} not in the ledger "
+            "(leftovers, reclaimed by the next backup)"
+        )
+        if read_data or read_data_subset:
+            click.echo(
+                f"read {r['packs_read']} packs in full: {r['shards_damaged']} damaged shards, "
+                f"{r['packs_unreadable']} unreadable packs"
+            )
+        for name, why in r["members_down"].items():
+            click.echo(f"not checked: {name} is unreachable ({why})")
+        for line in r["problems"]:
+            click.echo(line)
+        click.echo("no errors were found" if r["ok"] else "errors were found")
+    if not report["ok"]:
+        sys.exit(65)
+
+
 @cli.group()
 def benchmark() -> None:
     """Measure speed and memory of the data path."""

@@ -503,6 +503,48 @@ class Ledger:
 
         return await self._guard(get)
 
+    async def stored_pack_ids(self, batch: int = 1000) -> AsyncIterator[list[bytes]]:
+        """Every stored pack's id, in order, a page at a time."""
+        last = b""
+        while True:
+
+            async def page(after: bytes = last) -> list[bytes]:
+                async with self._db.execute(
+                    "SELECT pack_id FROM packs WHERE state = 'stored' AND pack_id > ? "
+                    "ORDER BY pack_id LIMIT ?",
+                    (after, batch),
+                ) as cur:
+                    return [bytes(r[0]) for r in await cur.fetchall()]
+
+            rows = await self._guard(page)
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]
+
+    async def shards_held_by(
+        self, holder: bytes, batch: int = 10_000
+    ) -> AsyncIterator[list[tuple[bytes, int]]]:
+        """(pack id, index) of every stored shard ``holder`` acknowledged, in byte order
+        of pack id ‖ index (the order a holder lists them in)."""
+        last: tuple[bytes, int] = (b"", -1)
+        while True:
+
+            async def page(after: tuple[bytes, int] = last) -> list[tuple[bytes, int]]:
+                async with self._db.execute(
+                    "SELECT s.pack_id, s.idx FROM shards s JOIN packs p ON p.pack_id = s.pack_id "
+                    "WHERE s.holder = ? AND s.stored = 1 AND p.state = 'stored' "
+                    "AND (s.pack_id, s.idx) > (?, ?) ORDER BY s.pack_id, s.idx LIMIT ?",
+                    (holder, after[0], after[1], batch),
+                ) as cur:
+                    return [(bytes(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+            rows = await self._guard(page)
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]
+
     async def unindexed_packs(self) -> list[tuple[PackRecord, dict[int, bytes], int]]:
         """Stored packs no index object lists yet: (record, holders, kind)."""
 
