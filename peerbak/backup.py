@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 import zstandard
@@ -84,6 +84,19 @@ class KnownChunks:
 
     def __len__(self) -> int:
         return len(self._sorted) + len(self._recent)
+
+    @classmethod
+    def prefixes(cls, ids: Sequence[bytes]) -> np.ndarray[Any, Any]:
+        return np.array([i[: cls.PREFIX] for i in ids], dtype=f"S{cls.PREFIX}")
+
+    @classmethod
+    def from_sorted(cls, arrays: list[np.ndarray[Any, Any]]) -> KnownChunks:
+        """Built from :meth:`prefixes` of ids already in ascending order (the ledger's
+        pages): one concatenation, no sort, 16 bytes an id whatever their number."""
+        known = cls()
+        if arrays:
+            known._sorted = np.concatenate(arrays)
+        return known
 
     def update(self, ids: Iterable[bytes]) -> None:
         with self._lock:

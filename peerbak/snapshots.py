@@ -168,9 +168,9 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
     code = repo.code(code_override)
     repo.require_reachable(code)
     reclaimed = 0 if dry_run else await repo.reclaim()
-    known = KnownChunks()
-    async for batch in repo.ledger.chunk_ids():
-        known.update(batch)
+    known = KnownChunks.from_sorted(
+        [KnownChunks.prefixes(batch) async for batch in repo.ledger.chunk_ids()]
+    )
     loop = asyncio.get_running_loop()
     made: list[tuple[PackRecord, int]] = []
 
