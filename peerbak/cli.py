@@ -617,8 +617,11 @@ def restore(snapshot: str, target: str, include: tuple[str, ...], as_json: bool)
     summary = _repo_call(
         as_json, lambda repo: run_restore(repo, snapshot, Path(target), list(include) or None)
     )
+    code = summary.pop("exit_code")
     if as_json:
         click.echo(json.dumps(summary))
+        if code:
+            sys.exit(code)
         return
     served = ", ".join(f"{k} ({v} shards)" for k, v in summary["served_by"].items())
     text = (
@@ -630,7 +633,9 @@ def restore(snapshot: str, target: str, include: tuple[str, ...], as_json: bool)
         text += f"\nUnreachable: {name} ({why})"
     click.echo(text)
     for error in summary["errors"]:
-        click.echo(f"warning: {error}", err=True)
+        click.echo(f"{'error' if code else 'warning'}: {error}", err=True)
+    if code:
+        sys.exit(code)
 
 
 @cli.command()

@@ -30,7 +30,13 @@ from typing import Any, Final
 import pathspec
 
 from peerbak import objects
-from peerbak.errors import IntegrityError, NotFoundError, StorageError
+from peerbak.errors import (
+    IntegrityError,
+    NotEnoughShares,
+    NotFoundError,
+    PeerbakError,
+    StorageError,
+)
 from peerbak.objects import Entry, NodeType, Snapshot, Tree
 from peerbak.pack import PackRecord
 from peerbak.plan import RestorePlan
@@ -51,6 +57,10 @@ class RestoreStats:
     links: int = 0
     bytes: int = 0
     plan_seconds: float = 0.0
+    failed_packs: int = 0
+    incomplete: int = 0
+    #: The error class of a failed pack (NotEnoughShares first): the exit code.
+    error_class: type[PeerbakError] | None = None
     errors: list[str] = field(default_factory=list)
 
 
@@ -165,8 +175,16 @@ class Restorer:
         if found is None:
             raise NotFoundError(f"pack {pack.hex()[:12]} is not in the ledger")
         record, holders = found
-        data = await self.repo.fetch_record(record, holders, FetchReport())
-        await asyncio.to_thread(self._write_pack, record, data)
+        try:
+            data = await self.repo.fetch_record(record, holders, FetchReport())
+            await asyncio.to_thread(self._write_pack, record, data)
+        except (NotEnoughShares, IntegrityError) as exc:
+            # One lost pack must not cost the files that do not need it: go on, and
+            # report the files it leaves incomplete (still under .partial names).
+            self.stats.failed_packs += 1
+            self.stats.errors.append(str(exc))
+            if self.stats.error_class is None or isinstance(exc, NotEnoughShares):
+                self.stats.error_class = type(exc)
 
     def _make_dirs(self) -> None:
         try:
@@ -287,11 +305,16 @@ class Restorer:
             await asyncio.gather(made, fetching, return_exceptions=True)
             raise
         count, example = self._plan.unfinished()
-        if count:
+        if count and not self.stats.failed_packs:
             raise IntegrityError(
                 f"{count} files did not get all their chunks, e.g. {os.fsdecode(example)}",
                 obj="restore",
                 check="complete",
+            )
+        self.stats.incomplete = count
+        if count:
+            self.stats.errors.append(
+                f"{count} files are incomplete (left as .partial), e.g. {os.fsdecode(example)}"
             )
         await asyncio.to_thread(self._last)
         return self.stats
@@ -330,7 +353,10 @@ async def run_restore(
             (m.name or m.link.node.short): m.served for m in repo.members.values() if m.served
         },
         "down": {(m.name or m.link.node.short): m.error for m in repo.members.values() if not m.up},
-        "errors": stats.errors,
+        "failed_packs": stats.failed_packs,
+        "incomplete_files": stats.incomplete,
+        "exit_code": stats.error_class.exit_code if stats.error_class else 0,
+        "errors": stats.errors[:100],
     }
 
 

@@ -90,3 +90,47 @@ def test_a_lost_shard_is_named_and_a_damaged_one_is_found_by_reading(
         damaged.write_bytes(original)
     code, report = _check(owner, "--read-data")
     assert code == 0, report
+
+
+def test_a_pack_lost_beyond_repair_costs_only_the_files_that_need_it(
+    pool: list[Daemon], tmp_path: Path
+) -> None:
+    import shutil
+    import sqlite3
+
+    owner = pool[0]
+    db = sqlite3.connect(f"file:{owner.home / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        (pack,) = db.execute(
+            "SELECT pack_id FROM packs WHERE kind = 1 AND state = 'stored' ORDER BY pack_id"
+        ).fetchone()
+    finally:
+        db.close()
+    name = bytes(pack).hex()
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    moved: list[tuple[Path, Path]] = []
+    for friend in pool[1:3]:  # two of its three shards: one short of 2-of-3
+        for shard in _shard_files(friend, owner):
+            if shard.name.startswith(name):
+                keep = hidden / f"{friend.name}-{shard.name}"
+                shutil.move(shard, keep)
+                moved.append((keep, shard))
+    try:
+        target = tmp_path / "restored"
+        out = owner.cli("restore", "latest", "--target", str(target), check=False)
+        assert out.returncode == 69, out.stderr
+        source = next(iter(p for p in (pool[0].home.parent / "source").iterdir()))
+        restored_dir = target / source.parent.relative_to("/")
+        whole = sorted(p.name for p in restored_dir.iterdir() if not p.name.endswith(".partial"))
+        partial = sorted(p.name for p in restored_dir.iterdir() if p.name.endswith(".partial"))
+        assert whole  # files that do not need the lost pack came back
+        assert partial  # the ones that do are left incomplete, never under their name
+        for file_name in whole:
+            assert (restored_dir / file_name).read_bytes() == (
+                source.parent / file_name
+            ).read_bytes()
+        assert not {p.removesuffix(".partial") for p in partial} & set(whole)
+    finally:
+        for keep, shard in moved:
+            shutil.move(keep, shard)
