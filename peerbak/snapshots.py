@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from peerbak import objects
-from peerbak.archiver import Archiver, CachedFile, ScanTotals, exclude_spec, scan
+from peerbak.archiver import Archiver, CachedFile, Excludes, ScanTotals, exclude_spec, scan
 from peerbak.backup import KnownChunks, Packer
 from peerbak.crypto import BlobType
 from peerbak.errors import InputError, Locked, PeerbakError, StorageError
@@ -154,7 +154,7 @@ async def run_backup(
 async def _backup(  # noqa: PLR0915 - the steps above, in order
     repo: Repository,
     sources: list[Path],
-    spec: Any,
+    spec: Excludes | None,
     one_file_system: bool,
     tags: list[str],
     dry_run: bool,
