@@ -6,7 +6,8 @@ On disk, one owner's shards live under one root::
       shards/<aa>/<pack-id>.<index>   final, write-once; <aa> = first two hex digits
       incoming/<random>.tmp           writes in progress; swept when the store opens
       trash/<pack-id>.<index>.<n>     deleted shards, kept until the holder purges them
-      manifest                        the owner's latest signed manifest (replaced whole)
+      manifest                        the owner's latest signed manifest (replaced whole;
+                                      the one replaced goes to the trash, one a day)
 
 A put writes to ``incoming/``, fsyncs, links it into ``shards/`` (a link never
 replaces an existing name) and fsyncs the directory, so a crash leaves either the
@@ -22,6 +23,7 @@ import asyncio
 import os
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
@@ -41,6 +43,8 @@ from peerbak.pack import SHARD_HEADER_LEN, Shard, ShardHeader
 from peerbak.ports import ShardInfo
 
 _FILE_MODE: Final = 0o600
+#: A replaced manifest is kept in the trash at most this often (seconds).
+MANIFEST_TRASH_EVERY: Final = 86400.0
 _DIR_MODE: Final = 0o700
 
 
@@ -402,10 +406,34 @@ class DirectoryShareStore:
                         raise ConflictError(f"another manifest {sequence} is kept here")
                     return kept
             try:
+                if current:
+                    self._trash_manifest(kept)
                 write_private(self.manifest_path, blob)
             except OSError as exc:
                 raise storage_error(exc, "cannot store the owner's manifest") from None
             return sequence
+
+    def _trash_manifest(self, sequence: int) -> None:
+        """Keep the manifest being replaced in the trash, for the holder's grace period:
+        an owner's malware that pushes an empty manifest (it has the key) cannot make
+        the pool forget the snapshots. At most one a day is kept (hourly backups would
+        otherwise fill the trash), so the newest kept one is at most a day older than
+        the replaced one; the packs themselves are never deleted by a manifest."""
+        recent = time.time() - MANIFEST_TRASH_EVERY
+        with os.scandir(self._trash) as entries:
+            if any(e.name.startswith("manifest.") and e.stat().st_mtime > recent for e in entries):
+                return
+        label = str(sequence) if sequence >= 0 else "damaged"
+        for n in range(1 << 16):
+            dst = self._trash / f"manifest.{label}.{n}"
+            try:
+                os.link(self.manifest_path, dst)  # never replaces an earlier trashed copy
+            except FileExistsError:
+                continue
+            os.utime(dst)  # the grace runs from now
+            if self.durable:
+                fsync_dir(self._trash)
+            return
 
     # -- the port ---------------------------------------------------------------------------
 

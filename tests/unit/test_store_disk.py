@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import random
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from peerbak import objects
 from peerbak.crypto import NodeKeys
 from peerbak.errors import IntegrityError, StorageError
 from peerbak.pack import Shard
@@ -177,3 +179,30 @@ async def test_trash_counts_as_used_until_it_is_purged(
     (trashed,) = (tmp_path / "trash").iterdir()
     store.purge_trash(now=trashed.stat().st_mtime + 10, grace=10)
     assert store.usage() == 0
+
+
+def _manifest(keys: NodeKeys, sequence: int) -> bytes:
+    body = objects.ManifestBody(
+        pool=bytes(16), founder=bytes(keys.node_id), time=0.0, snapshots=[], index_packs=[]
+    )
+    return objects.seal_manifest(keys, sequence, body, bytes)
+
+
+async def test_a_replaced_manifest_is_kept_in_the_trash_once_a_day(tmp_path: Path) -> None:
+    keys = NodeKeys.derive(bytes(range(32)))
+    store = DirectoryShareStore(tmp_path / "owner")
+    trash = tmp_path / "owner" / "trash"
+    assert await store.put_manifest(_manifest(keys, 1), 1) == 1
+    assert await store.put_manifest(_manifest(keys, 2), 2) == 2  # 1 goes to the trash
+    assert await store.put_manifest(_manifest(keys, 3), 3) == 3  # 2 does not: same day
+    assert sorted(p.name for p in trash.iterdir()) == ["manifest.1.0"]
+    assert (trash / "manifest.1.0").read_bytes() == _manifest(keys, 1)
+    day_ago = time.time() - 86401
+    os.utime(trash / "manifest.1.0", (day_ago, day_ago))
+    assert await store.put_manifest(_manifest(keys, 4), 4) == 4  # a day later: 3 is kept
+    assert sorted(p.name for p in trash.iterdir()) == ["manifest.1.0", "manifest.3.0"]
+    assert await store.get_manifest() == _manifest(keys, 4)
+    # The holder's own purge frees them after its grace, as it does shards.
+    freed, _ = store.purge_trash(time.time(), 3600)
+    assert freed == 1
+    assert sorted(p.name for p in trash.iterdir()) == ["manifest.3.0"]
