@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import pathspec
 
@@ -30,24 +29,7 @@ from peerbak.crypto import BlobType
 from peerbak.errors import InputError
 from peerbak.ids import ChunkId
 from peerbak.objects import Entry, NodeType, Tree
-
-
-@dataclass(frozen=True, slots=True)
-class CachedFile:
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    content: bytes
-
-
-class FilesCache(Protocol):
-    """What the last backups saw, one directory at a time (the ledger's files cache)."""
-
-    def lookup(self, parent: bytes) -> dict[bytes, CachedFile]: ...
-
-    def store(self, parent: bytes, files: dict[bytes, CachedFile]) -> None: ...
+from peerbak.ports import CachedFile, FilesCache
 
 
 class NoCache:

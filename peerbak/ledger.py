@@ -26,6 +26,7 @@ from peerbak.crypto import BlobType, Compression
 from peerbak.errors import LedgerError
 from peerbak.ids import ChunkId, PackId
 from peerbak.pack import BlobEntry, PackRecord
+from peerbak.ports import CachedFile
 
 T = TypeVar("T")
 
@@ -445,22 +446,7 @@ class Ledger:
 
     async def locate(self, chunk_ids: Sequence[bytes]) -> dict[bytes, bytes]:
         """chunk id → pack id, for those stored (one query per 500 ids)."""
-
-        async def find() -> dict[bytes, bytes]:
-            found: dict[bytes, bytes] = {}
-            ids = list(dict.fromkeys(bytes(c) for c in chunk_ids))
-            for start in range(0, len(ids), 500):
-                part = ids[start : start + 500]
-                marks = ",".join("?" * len(part))
-                async with self._db.execute(
-                    f"SELECT chunk_id, pack_id FROM blobs WHERE chunk_id IN ({marks})",  # noqa: S608
-                    part,
-                ) as cur:
-                    for c, p in await cur.fetchall():
-                        found[bytes(c)] = bytes(p)
-            return found
-
-        return await self._guard(find)
+        return {c: pack for c, (pack, _) in (await self.locate_sized(chunk_ids)).items()}
 
     async def locate_sized(self, chunk_ids: Sequence[bytes]) -> dict[bytes, tuple[bytes, int]]:
         """chunk id → (pack id, plaintext length), for those stored."""
@@ -703,18 +689,6 @@ class Ledger:
             await self._db.execute("COMMIT")
 
         await self._guard(put)
-
-
-@dataclass(frozen=True, slots=True)
-class CachedFile:
-    """A file as a backup last saw it; unchanged if all but ``content`` still match."""
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    content: bytes  # its chunk ids, concatenated
 
 
 _ENTRY: Final = struct.Struct("<BB32sIII")

@@ -25,6 +25,27 @@ class ShardInfo:
     size: int  # bytes of the container, header included
 
 
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    """A file as a backup last saw it (the files cache); unchanged if all but
+    ``content`` still match."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    content: bytes  # its chunk ids, concatenated
+
+
+class FilesCache(Protocol):
+    """What the last backups saw, one directory at a time."""
+
+    def lookup(self, parent: bytes) -> dict[bytes, CachedFile]: ...
+
+    def store(self, parent: bytes, files: dict[bytes, CachedFile]) -> None: ...
+
+
 class ShareStore(Protocol):
     """Shards of one owner, on one holder: a directory, memory, or a friend over SSH.
 

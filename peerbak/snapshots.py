@@ -29,16 +29,16 @@ from pathlib import Path
 from typing import Any, Final
 
 from peerbak import objects
-from peerbak.archiver import Archiver, CachedFile, Excludes, ScanTotals, exclude_spec, scan
+from peerbak.archiver import Archiver, Excludes, ScanTotals, exclude_spec, scan
 from peerbak.backup import KnownChunks, Packer
 from peerbak.crypto import BlobType
 from peerbak.errors import InputError, Locked, PeerbakError, StorageError
 from peerbak.home import Home
 from peerbak.ids import ChunkId
-from peerbak.ledger import CachedFile as LedgerCachedFile
 from peerbak.ledger import FilesCacheDb
 from peerbak.objects import Index, IndexPack, Snapshot, Summary
 from peerbak.pack import PackRecord, Shard
+from peerbak.ports import CachedFile
 from peerbak.repository import DATA, META, Repository, crash_point, index_pack
 from peerbak.restore import read_blobs
 
@@ -88,24 +88,13 @@ class _LedgerCache:
         self._last: dict[bytes, dict[bytes, CachedFile]] = {}
 
     def lookup(self, parent: bytes) -> dict[bytes, CachedFile]:
-        rows = self._db.lookup(parent)
-        found = {
-            name: CachedFile(r.device, r.inode, r.size, r.mtime_ns, r.ctime_ns, r.content)
-            for name, r in rows.items()
-        }
+        found = self._db.lookup(parent)
         self._last[parent] = found
         return found
 
     def store(self, parent: bytes, files: dict[bytes, CachedFile]) -> None:
-        if self._last.pop(parent, None) == files:
-            return
-        self._db.store(
-            parent,
-            {
-                name: LedgerCachedFile(f.device, f.inode, f.size, f.mtime_ns, f.ctime_ns, f.content)
-                for name, f in files.items()
-            },
-        )
+        if self._last.pop(parent, None) != files:
+            self._db.store(parent, files)
 
     def close(self) -> None:
         self._db.close()
