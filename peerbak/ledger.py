@@ -427,15 +427,19 @@ class Ledger:
         )
 
     async def chunk_ids(self, batch: int = 65536) -> AsyncIterator[list[bytes]]:
-        """Every stored chunk id, in batches (for the in-memory set of known chunks)."""
+        """Every stored chunk id, in order, in batches (for the set of known chunks)."""
+        async for rows in self._id_pages(
+            "SELECT chunk_id FROM blobs WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?", batch
+        ):
+            yield rows
+
+    async def _id_pages(self, sql: str, batch: int) -> AsyncIterator[list[bytes]]:
+        """Pages of a one-column, ordered query, by keyset (``sql`` takes after, limit)."""
         last = b""
         while True:
 
             async def page(after: bytes = last) -> list[bytes]:
-                async with self._db.execute(
-                    "SELECT chunk_id FROM blobs WHERE chunk_id > ? ORDER BY chunk_id LIMIT ?",
-                    (after, batch),
-                ) as cur:
+                async with self._db.execute(sql, (after, batch)) as cur:
                     return [bytes(r[0]) for r in await cur.fetchall()]
 
             rows = await self._guard(page)
@@ -491,22 +495,12 @@ class Ledger:
 
     async def stored_pack_ids(self, batch: int = 1000) -> AsyncIterator[list[bytes]]:
         """Every stored pack's id, in order, a page at a time."""
-        last = b""
-        while True:
-
-            async def page(after: bytes = last) -> list[bytes]:
-                async with self._db.execute(
-                    "SELECT pack_id FROM packs WHERE state = 'stored' AND pack_id > ? "
-                    "ORDER BY pack_id LIMIT ?",
-                    (after, batch),
-                ) as cur:
-                    return [bytes(r[0]) for r in await cur.fetchall()]
-
-            rows = await self._guard(page)
-            if not rows:
-                return
+        async for rows in self._id_pages(
+            "SELECT pack_id FROM packs WHERE state = 'stored' AND pack_id > ? "
+            "ORDER BY pack_id LIMIT ?",
+            batch,
+        ):
             yield rows
-            last = rows[-1]
 
     async def shards_held_by(
         self, holder: bytes, batch: int = 10_000
