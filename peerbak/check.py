@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from peerbak.codec import ErasureCode
 from peerbak.errors import (
     InputError,
     IntegrityError,
@@ -30,9 +29,9 @@ from peerbak.errors import (
     PeerUnavailable,
 )
 from peerbak.ids import PackId, ShardKey
-from peerbak.pack import PackRecord, pack_id_of
+from peerbak.pack import PackRecord
 from peerbak.repository import Member, Repository
-from peerbak.restore import read_blobs
+from peerbak.restore import read_blobs, rebuild_pack
 
 #: Packs read at once with --read-data: each holds its n shards in memory.
 READ_IN_FLIGHT: Final = 2
@@ -155,8 +154,8 @@ async def _read_pack(repo: Repository, pack: bytes, report: CheckReport) -> None
 
 
 def _open_all(repo: Repository, record: PackRecord, shards: dict[int, memoryview]) -> None:
-    pack = ErasureCode(record.k, record.n).decode(shards, record.length)
-    if pack_id_of(pack) != record.pack_id:
+    pack = rebuild_pack(record, shards)
+    if pack is None:
         raise IntegrityError(f"pack {record.pack_id.short} rebuilt does not match its id")
     for _ in read_blobs(repo.keys, pack, record):
         pass

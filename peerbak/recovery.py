@@ -21,15 +21,13 @@ from typing import Any
 
 from peerbak import objects, pool, transport, wire
 from peerbak.config import default_config_text
-from peerbak.crypto import BlobType, NodeKeys
+from peerbak.crypto import NodeKeys
 from peerbak.errors import ConfigError, IntegrityError, NotFoundError, RemoteProtocolError
 from peerbak.home import Home
 from peerbak.ledger import Ledger
 from peerbak.link import expect, handshake_any
-from peerbak.objects import Index, Manifest
-from peerbak.pack import BlobEntry, PackRecord
+from peerbak.objects import Manifest
 from peerbak.repository import DATA, META, Repository
-from peerbak.restore import read_blobs
 from peerbak.textcode import decode_recovery_key
 
 
@@ -137,18 +135,10 @@ async def _rebuild(repo: Repository, manifest: Manifest) -> int:
     now = time.time()
     packs = 0
     for listed in manifest.body.index_packs:
-        record = listed.record()
-        await ledger.import_pack(record, META, listed.holders, True, now)
-        data = await repo.fetch_record(record, {i: h for i, h in enumerate(listed.holders) if h})
-        blobs = await asyncio.to_thread(_blobs, repo.keys, data, record)
-        for entry, plain in blobs:
-            if entry.blob_type is not BlobType.INDEX:
-                continue
-            index = objects.decode(plain, Index, "index", entry.ident.hex()[:12])
-            for item in index.packs:
-                kind = DATA
-                await ledger.import_pack(item.record(), kind, item.holders, True, now)
-                packs += 1
+        await ledger.import_pack(listed.record(), META, listed.holders, True, now)
+        for item in await repo.read_index(listed):
+            await ledger.import_pack(item.record(), DATA, item.holders, True, now)
+            packs += 1
         packs += 1
     for snap in manifest.body.snapshots:
         await ledger.add_snapshot(snap.id, snap.time, objects.encode(snap))
@@ -157,7 +147,3 @@ async def _rebuild(repo: Repository, manifest: Manifest) -> int:
         "index_packs", objects.encode(objects.Index(packs=manifest.body.index_packs))
     )
     return packs
-
-
-def _blobs(keys: NodeKeys, data: bytes, record: PackRecord) -> list[tuple[BlobEntry, bytes]]:
-    return list(read_blobs(keys, data, record))

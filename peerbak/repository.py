@@ -22,7 +22,7 @@ from typing import Final
 
 from peerbak import objects, pool, transport
 from peerbak.codec import ErasureCode
-from peerbak.crypto import NodeKeys, RandomBytes
+from peerbak.crypto import BlobType, NodeKeys, RandomBytes
 from peerbak.errors import (
     ConfigError,
     IntegrityError,
@@ -363,6 +363,17 @@ class Repository:
                 self._meta_cache.pop(next(iter(self._meta_cache)))
             self._meta_cache[pack_id] = blobs
         return blobs[bytes(ident)]
+
+    async def read_index(self, listed: IndexPack) -> list[IndexPack]:
+        """Every IndexPack in the index objects of one listed index pack."""
+        record = listed.record()
+        data = await self.fetch_record(record, {i: h for i, h in enumerate(listed.holders) if h})
+        blobs = await asyncio.to_thread(lambda: list(read_blobs(self.keys, data, record)))
+        out: list[IndexPack] = []
+        for entry, plain in blobs:
+            if entry.blob_type is BlobType.INDEX:
+                out += objects.decode(plain, objects.Index, "index", entry.ident.hex()[:12]).packs
+        return out
 
     # -- snapshots and the manifest --------------------------------------------------------
 

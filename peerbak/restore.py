@@ -65,6 +65,12 @@ def _bad_shards(record: PackRecord, good: dict[int, memoryview]) -> dict[int, st
     return bad
 
 
+def rebuild_pack(record: PackRecord, shards: dict[int, memoryview]) -> bytes | None:
+    """The pack from k shards, or None when it does not match its id (blocking)."""
+    pack = ErasureCode(record.k, record.n).decode(shards, record.length)
+    return pack if pack_id_of(pack) == record.pack_id else None
+
+
 async def fetch_pack(
     record: PackRecord,
     stores: Sequence[ShareStore | None],
@@ -81,16 +87,11 @@ async def fetch_pack(
     by verified shards. Wrong bytes are never returned.
     """
     report = report if report is not None else FetchReport()
-    code = ErasureCode(record.k, record.n)
     ranked = range(record.n) if order is None else order
     candidates = [i for i in ranked if 0 <= i < record.n and stores[i] is not None]
     good: dict[int, memoryview] = {}
     verify = False
     ident = record.pack_id.hex()
-
-    def rebuild() -> tuple[bytes, bool]:
-        pack = code.decode(good, record.length)
-        return pack, pack_id_of(pack) == record.pack_id
 
     while True:
         while len(good) < record.k and candidates:
@@ -116,8 +117,8 @@ async def fetch_pack(
                 have=len(good),
                 need=record.k,
             )
-        pack, matches = await asyncio.to_thread(rebuild)
-        if matches:
+        pack = await asyncio.to_thread(rebuild_pack, record, good)
+        if pack is not None:
             report.used = sorted(good)
             return pack
         if verify:  # every shard passed its root, yet the pack is wrong: a bug, or the record

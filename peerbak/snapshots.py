@@ -40,7 +40,6 @@ from peerbak.objects import Index, IndexPack, Snapshot, Summary
 from peerbak.pack import PackRecord, Shard
 from peerbak.ports import CachedFile
 from peerbak.repository import DATA, META, Repository, crash_point, index_pack
-from peerbak.restore import read_blobs
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +320,7 @@ async def _write_index(
     entries: list[IndexPack] = []
     try:
         for listed_pack in merging:
-            entries += await _read_index(repo, listed_pack)
+            entries += await repo.read_index(listed_pack)
             entries.append(listed_pack)  # it stays a stored pack: an index now lists it
     except PeerbakError as exc:  # merging can wait for a better day
         log.warning("index packs not merged this time: %s", exc)
@@ -357,17 +356,6 @@ def _to_merge(existing: list[IndexPack]) -> list[IndexPack]:
         return []
     small = [p for p in existing if p.length <= MERGE_SMALL]
     return small[-MERGE_MAX:] if len(small) >= 2 else []
-
-
-async def _read_index(repo: Repository, listed: IndexPack) -> list[IndexPack]:
-    record = listed.record()
-    data = await repo.fetch_record(record, {i: h for i, h in enumerate(listed.holders) if h})
-    blobs = await asyncio.to_thread(lambda: list(read_blobs(repo.keys, data, record)))
-    out: list[IndexPack] = []
-    for entry, plain in blobs:
-        if entry.blob_type is BlobType.INDEX:
-            out += objects.decode(plain, Index, "index", entry.ident.hex()[:12]).packs
-    return out
 
 
 async def _tick(
