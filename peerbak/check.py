@@ -6,6 +6,8 @@ sorted by pack id ‖ index), so memory stays flat whatever the number of shards
 shards are named; shards a member holds that the ledger does not know are counted
 (leftovers of killed backups, reclaimed by the next backup).
 
+A missing or damaged shard is marked bad in the ledger: repair rebuilds it elsewhere.
+
 Data (``--read-data``, ``--read-data-subset n/m`` or ``x%``): every shard of the chosen
 packs is read whole and checked against the Merkle root recorded before upload; the
 pack is rebuilt from good shards, checked against its id, and every chunk opened (AEAD
@@ -92,6 +94,7 @@ async def _structure(repo: Repository, m: Member, report: CheckReport) -> None:
             assert want is not None
             report.shards_missing += 1
             report.problem(f"missing: shard {want[0].hex()[:12]}.{want[1]} on {name}")
+            await repo.ledger.mark_shard_bad(want[0], want[1])  # for repair to rebuild
             want = await anext(expected, None)
         elif want is None or have_key < want:
             report.shards_unknown += 1
@@ -135,6 +138,7 @@ async def _read_pack(repo: Repository, pack: bytes, report: CheckReport) -> None
         except PeerbakError as exc:
             report.shards_damaged += 1
             report.problem(f"damaged: shard {record.pack_id.short}.{index} on {name}: {exc}")
+            await repo.ledger.mark_shard_bad(bytes(record.pack_id), index)
             return
         good[index] = memoryview(got.data)
 

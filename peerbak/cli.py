@@ -30,90 +30,29 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from peerbak import __version__
-from peerbak.errors import ALL_ERRORS, InputError, PeerbakError
+from peerbak.clikit import (
+    EXIT_INTERRUPTED,
+    _echo,
+    _fail,
+    _home_path,
+    _json_rows,
+    _open_home,
+    _repo_call,
+    _size,
+    emit_table,
+    parse_size,
+    run,
+)
+from peerbak.errors import InputError
 
 if TYPE_CHECKING:
     from peerbak.home import Home
-
-T = TypeVar("T")
-
-EXIT_OK: Final = 0
-EXIT_USAGE: Final = 2
-EXIT_INTERNAL: Final = 70
-EXIT_INTERRUPTED: Final = 130
-
-#: Exit code for each error class, from the classes themselves.
-EXIT_CODES: Final[dict[str, int]] = {cls.__name__: cls.exit_code for cls in ALL_ERRORS}
-
-_SIZE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``512``, ``64MiB``, ``2G``, ``1.5GiB`` → bytes (powers of 1024)."""
-    match = _SIZE_RE.fullmatch(text.strip())
-    if match is None:
-        raise InputError(f"not a size: {text!r} (try 256MiB or 2GiB)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
-
-
-def _fail(exc: BaseException, as_json: bool, debug: bool) -> NoReturn:
-    if isinstance(exc, PeerbakError):
-        code, name, message = exc.exit_code, type(exc).__name__, str(exc)
-    elif isinstance(exc, KeyboardInterrupt):
-        code, name, message = EXIT_INTERRUPTED, "Interrupted", "interrupted"
-    else:
-        code, name = EXIT_INTERNAL, "InternalError"
-        message = f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
-    if debug:
-        import traceback
-
-        traceback.print_exception(exc)
-    if as_json:
-        line = {"message_type": "exit_error", "code": code, "error": name, "message": message}
-        click.echo(json.dumps(line), err=True)
-    else:
-        click.echo(f"peerbak: {message}", err=True)
-    sys.exit(code)
-
-
-def run(as_json: bool, fn: Callable[[], T]) -> T:
-    """Call a service; turn its errors into one clear line and an exit code."""
-    ctx = click.get_current_context()
-    debug = bool(ctx.find_root().params.get("debug"))
-    try:
-        return fn()
-    except click.exceptions.Exit:
-        raise
-    except (Exception, KeyboardInterrupt) as exc:
-        _fail(exc, as_json, debug)
-
-
-def _json_rows(as_json: bool, rows: list[dict[str, Any]]) -> bool:
-    """Under --json, one object per line (then the caller is done)."""
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
-    return as_json
-
-
-def emit_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col, justify="right" if col[:1].isdigit() or "/" in col else "left")
-    for row in rows:
-        table.add_row(*(str(c) for c in row))
-    Console().print(table)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,22 +68,6 @@ def emit_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) ->
 def cli(ctx: click.Context, debug: bool, home: str | None) -> None:
     """peerbak: back up to a pool of friends, encrypted and erasure-coded over SSH."""
     ctx.obj = home
-
-
-def _home_path() -> Path:
-    from peerbak.home import locate
-
-    return locate(click.get_current_context().find_root().obj)
-
-
-def _open_home() -> Home:
-    from peerbak.home import Home
-
-    return Home.open(_home_path())
-
-
-def _echo(as_json: bool, data: dict[str, Any], text: str) -> None:
-    click.echo(json.dumps(data) if as_json else text)
 
 
 @cli.command()
@@ -227,72 +150,26 @@ def _control(request: dict[str, Any]) -> dict[str, Any]:
     return call(home.control_socket, request)
 
 
-@cli.command()
-@click.option("--json", "as_json", is_flag=True)
-def status(as_json: bool) -> None:
-    """The running node: id, address, pool members, bytes held for each."""
-    info = run(as_json, lambda: _control({"cmd": "status"}))
-    info.pop("ok", None)
-    if as_json:
-        click.echo(json.dumps(info))
-        return
-    click.echo(
-        f"node {info['node'][:12]} {info['name']!r}  port {info['port']}  "
-        f"pool {info['pool'][:12] if info['pool'] else '(none yet)'}"
-    )
-    _members_table(info["members"])
-
-
-def _members_table(members: list[dict[str, Any]]) -> None:
-    emit_table(
-        f"{len(members)} members",
-        ["node", "name", "addresses", "last seen", "held for it", "lent to it"],
-        (
-            (
-                m["node"][:12] + (" (this node)" if m["self"] else ""),
-                m["name"],
-                ", ".join(m["addresses"]),
-                _ago(m["last_seen"]),
-                _size(m["held_bytes"]),
-                _size(m["lent_bytes"]),
-            )
-            for m in members
-        ),
-    )
-
-
-def _ago(when: float | None) -> str:
-    import time
-
-    if when is None:
-        return "never"
-    seconds = max(0.0, time.time() - when)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit} ago"
-    return f"{seconds:.0f} s ago"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
 @cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def peers(ctx: click.Context, as_json: bool) -> None:
-    """Pool members: addresses, last seen, bytes lent and used."""
+    """Members: state, last seen, uptime, latency, challenges, bytes each way."""
     if ctx.invoked_subcommand is not None:
         return
-    info = run(as_json, lambda: _control({"cmd": "status"}))
-    if as_json:
-        click.echo(json.dumps(info["members"]))
-        return
-    _members_table(info["members"])
+    from peerbak.cli_care import peers_table
+
+    peers_table(as_json)
+
+
+@peers.command("trust")
+@click.argument("node")
+@click.option("--json", "as_json", is_flag=True)
+def peers_trust(node: str, as_json: bool) -> None:
+    """Trust a member that failed challenges again (after its disk was fixed)."""
+    from peerbak.cli_care import trust_again
+
+    trust_again(node, as_json)
 
 
 @peers.command("remove")
@@ -431,6 +308,15 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def _pack_size(text: str | None) -> int:
+    if text is None:
+        return 16 << 20
+    size = parse_size(text)
+    if not 64 << 10 <= size <= 16 << 20:
+        raise InputError(f"--pack-size must be between 64KiB and 16MiB, not {text}")
+    return size
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("-e", "--exclude", multiple=True, help="Gitignore-style pattern to leave out.")
@@ -444,6 +330,7 @@ def _clock(seconds: float) -> str:
 @click.option("--tag", multiple=True, help="Tag the snapshot (repeatable).")
 @click.option("-n", "--dry-run", is_flag=True, help="Read and chunk, store nothing.")
 @click.option("--shards", help="k/n, e.g. 3/5 (default: from the pool's size).")
+@click.option("--pack-size", help="Target size of data packs (default 16MiB; 64KiB..16MiB).")
 @click.option("--json", "as_json", is_flag=True, help="Status and summary as JSON lines.")
 def backup(
     paths: tuple[str, ...],
@@ -453,6 +340,7 @@ def backup(
     tag: tuple[str, ...],
     dry_run: bool,
     shards: str | None,
+    pack_size: str | None,
     as_json: bool,
 ) -> None:
     """Back PATHS up to the pool: encrypted, erasure-coded, spread over members."""
@@ -483,6 +371,7 @@ def backup(
                 tags=list(tag),
                 dry_run=dry_run,
                 code=_shards(shards),
+                pack_size=_pack_size(pack_size),
                 on_status=progress if as_json or progress.tty else None,
                 warn=warn,
             )
@@ -515,18 +404,6 @@ def backup(
         )
     if summary["errors"]:
         sys.exit(3)
-
-
-def _repo_call(as_json: bool, fn: Callable[[Any], Any]) -> Any:
-    """Open the repository, run ``fn(repo)`` (a coroutine), close it."""
-    from peerbak.repository import Repository
-
-    async def go() -> Any:
-        repo = await Repository.open(_open_home())
-        async with repo:
-            return await fn(repo)
-
-    return run(as_json, lambda: asyncio.run(go()))
 
 
 @cli.command()
@@ -1010,6 +887,48 @@ def benchmark_backup(
             for name, r in steps.items()
         ),
     )
+
+
+@benchmark.command("care")
+@click.option("--files", default=100_000, show_default=True, help="Small files (a chunk each).")
+@click.option("--challenges", default=20, show_default=True, help="Challenges per friend.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where to put the pool.")
+@click.option("--json", "as_json", is_flag=True)
+def benchmark_care(files: int, challenges: int, workdir: str | None, as_json: bool) -> None:
+    """Challenge cost (wire bytes, holder CPU) and prune's time and peak RSS."""
+    from peerbak.bench_care import bench_care
+
+    def say(text: str) -> None:
+        if not as_json:
+            click.echo(text, err=True)
+
+    result = run(
+        as_json,
+        lambda: bench_care(files, challenges, Path(workdir) if workdir else None, say),
+    )
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    emit_table(
+        f"{result['files']} files, {result['chunks_before_prune']} chunks before prune",
+        ["step", "seconds", "CPU s", "peak RSS MiB"],
+        ((name, r["s"], r["cpu_s"], r["rss_mib"]) for name, r in result["steps"].items()),
+    )
+    click.echo(
+        f"{result['challenges_passed']} of {result['challenges']} challenges passed: "
+        f"{result['wire_bytes_per_challenge']} bytes on the wire and "
+        f"{result['holder_cpu_ms_per_challenge']} ms of holder CPU each (SSH included)"
+    )
+
+
+def _register() -> None:
+    from peerbak.cli_care import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register()
 
 
 def main() -> None:

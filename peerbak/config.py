@@ -79,6 +79,25 @@ class NetworkSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: Annotated[float, msgspec.Meta(ge=1, le=600)] = 30.0
 
 
+class MaintenanceSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Challenges and repair, run by the daemon (defaults: protocol/security.md)."""
+
+    #: Whether the daemon challenges, reads back and repairs on its own.
+    enabled: bool = True
+    #: Challenges per holder per day, at random times.
+    challenges_per_day: Annotated[float, msgspec.Meta(gt=0, le=10_000)] = 48
+    #: Bytes of whole shards read back per day, to check every byte now and then.
+    read_per_day: Size = "256MiB"
+    #: Repair a pack once its healthy shards fall to k + margin.
+    repair_margin: Annotated[int, msgspec.Meta(ge=0, le=32)] = 1
+    #: Days a member may be unreachable before its shards are repaired elsewhere.
+    lost_after_days: Annotated[float, msgspec.Meta(ge=1, le=365)] = 14
+    #: Repair traffic per hour (0: no limit).
+    repair_per_hour: Size = "4GiB"
+    #: Minutes between probes of every member (uptime, latency, last seen).
+    probe_minutes: Annotated[float, msgspec.Meta(ge=1, le=1440)] = 10
+
+
 class Storage(msgspec.Struct, frozen=True):
     """The storage section with every size resolved to bytes."""
 
@@ -92,6 +111,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     storage_section: StorageSection = msgspec.field(default_factory=StorageSection, name="storage")
     discovery: DiscoverySection = msgspec.field(default_factory=DiscoverySection)
     network: NetworkSection = msgspec.field(default_factory=NetworkSection)
+    maintenance: MaintenanceSection = msgspec.field(default_factory=MaintenanceSection)
 
     @property
     def storage(self) -> Storage:
@@ -165,12 +185,17 @@ def _check(config: Config, text: str, source: str) -> None:
             _check_host_port(address)
         except InputError as exc:
             raise _fail(source, text, ["node", "advertise"], str(exc)) from None
-    s = config.storage_section
-    for key, value in (("lend", s.lend), ("reserve_free", s.reserve_free)):
+    s, m = config.storage_section, config.maintenance
+    for section, key, value in (
+        ("storage", "lend", s.lend),
+        ("storage", "reserve_free", s.reserve_free),
+        ("maintenance", "read_per_day", m.read_per_day),
+        ("maintenance", "repair_per_hour", m.repair_per_hour),
+    ):
         try:
             parse_size(value)
         except InputError as exc:
-            raise _fail(source, text, ["storage", key], str(exc)) from None
+            raise _fail(source, text, [section, key], str(exc)) from None
     for member, value in s.lend_to.items():
         try:
             NodeId.from_hex(member)
@@ -208,4 +233,21 @@ trash_days = 30
 [discovery]
 # Find members on the local network (mDNS). Only updates addresses of known members.
 lan = true
+
+[maintenance]
+# The daemon challenges holders, reads shards back and repairs on its own.
+enabled = true
+# Storage challenges per holder per day, at random times (48 find a friend that lost
+# 10 % of your shards within a day, 99.4 % of the time).
+challenges_per_day = 48
+# Whole shards read back per day, to check every byte now and then.
+read_per_day = "256MiB"
+# Repair a pack once its healthy shards fall to k + this margin.
+repair_margin = 1
+# Days a member may be unreachable before its shards are rebuilt elsewhere.
+lost_after_days = 14
+# Repair traffic per hour ("0": no limit).
+repair_per_hour = "4GiB"
+# Minutes between probes of every member.
+probe_minutes = 10
 """

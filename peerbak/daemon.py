@@ -28,6 +28,7 @@ from peerbak.errors import ConfigError, InputError, PeerbakError, StorageError
 from peerbak.home import DaemonState, Home
 from peerbak.ids import NodeId
 from peerbak.ledger import Ledger
+from peerbak.maintenance import maintain_forever
 from peerbak.node import Node, join_host_port, local_addresses
 
 log = logging.getLogger(__name__)
@@ -138,12 +139,14 @@ async def run_daemon(home: Home) -> None:
         watchdog = asyncio.create_task(_watchdog(notify))
         gossip = asyncio.create_task(node.gossip_forever())
         purge = asyncio.create_task(node.purge_forever())
+        maintain = asyncio.create_task(maintain_forever(home, node.stopping))
         log.info("node %s serving on port %d", node.node_id.short, node.port)
         await node.stopping.wait()
         notify("STOPPING=1")
         watchdog.cancel()
         gossip.cancel()
         purge.cancel()
+        maintain.cancel()
         acceptor.close()
         control.close()
         if node._sessions:

@@ -14,8 +14,9 @@ import bisect
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
-from peerbak import objects, wire
+from peerbak import merkle, objects, wire
 from peerbak.errors import (
+    InputError,
     IntegrityError,
     RemoteProtocolError,
     StorageError,
@@ -116,8 +117,10 @@ class Holder:
                     )
                 kept = await store.put_manifest(blob, sequence)
                 await chan.send(wire.ManifestStored(sequence=kept))
-            case wire.GetManifest():
-                await chan.send(wire.ManifestIs(manifest=await store.get_manifest()))
+            case (
+                wire.GetManifest() | wire.Challenge() | wire.Undelete() | wire.GetTrashedManifest()
+            ):
+                await chan.send(await self._answer(owner, store, msg))
             case wire.Space():
                 used = await self.used(owner)
                 free = max(0, self._free_bytes() - self._reserve)
@@ -125,6 +128,25 @@ class Holder:
             case _:
                 return False
         return True
+
+    async def _answer(
+        self,
+        owner: NodeId,
+        store: HeldStore,
+        msg: wire.GetManifest | wire.Challenge | wire.Undelete | wire.GetTrashedManifest,
+    ) -> wire.Message:
+        """The requests answered by one message."""
+        match msg:
+            case wire.GetManifest():
+                return wire.ManifestIs(manifest=await store.get_manifest())
+            case wire.Challenge():
+                return await _prove(store, msg)
+            case wire.Undelete():
+                restored, already = await store.undelete()
+                self.forget_usage(owner)
+                return wire.Undeleted(restored=restored, already=already)
+            case wire.GetTrashedManifest(before=before):
+                return wire.ManifestIs(manifest=await store.trashed_manifest(before))
 
     async def _send_data(
         self, chan: Channel, store: HeldStore, key: ShardKey, offset: int, length: int
@@ -158,6 +180,39 @@ class Holder:
         finally:
             self._reserved[owner] -= size
         await chan.send(wire.Stored())
+
+
+async def _prove(store: HeldStore, msg: wire.Challenge) -> wire.Proof:
+    """The challenged leaves and their audit paths, from one read of the whole shard.
+
+    The path is computed from the data on disk, not from a hash kept aside, so any
+    damage anywhere in the shard makes every answer about it wrong: one challenge
+    checks the whole shard, not just the leaves it names.
+    """
+    key = _key(msg.pack, msg.index)
+    info = await store.stat(key)
+    length = info.header.shard_length
+    count = merkle.leaf_count(length)
+    for i in msg.leaves:
+        if i >= count:
+            raise InputError(f"shard {key.text} has {count} leaves; leaf {i} was asked for")
+    hasher = merkle.LeafHasher()
+    wanted: dict[int, bytearray] = {i: bytearray() for i in msg.leaves}
+    offset = 0
+    async for piece in store.read_data(key, 0, length):
+        await asyncio.to_thread(hasher.update, piece)
+        end = offset + len(piece)
+        for i, kept in wanted.items():
+            lo, hi = max(i * merkle.LEAF_SIZE, offset), min((i + 1) * merkle.LEAF_SIZE, end)
+            if lo < hi:
+                kept.extend(piece[lo - offset : hi - offset])
+        offset = end
+    tree = merkle.MerkleTree(hasher.hashes())
+    return wire.Proof(
+        nonce=msg.nonce,
+        leaves=[bytes(wanted[i]) for i in msg.leaves],
+        paths=[tree.proof(i) for i in msg.leaves],
+    )
 
 
 async def _data_frames(chan: Channel, length: int) -> AsyncIterator[bytes]:

@@ -25,6 +25,7 @@ import blake3
 from peerbak.crypto import BlobType, Compression
 from peerbak.errors import LedgerError
 from peerbak.ids import ChunkId, PackId
+from peerbak.ledger_health import HealthRecords
 from peerbak.pack import BlobEntry, PackRecord
 from peerbak.ports import CachedFile
 
@@ -98,6 +99,41 @@ MIGRATIONS: Final[list[str]] = [
         PRIMARY KEY (parent, name)
     );
     """,
+    # 3: trust (probes, challenges), shard health and repair moves
+    """
+    ALTER TABLE shards ADD COLUMN state TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('ok', 'bad'));
+    ALTER TABLE members ADD COLUMN passed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN failing_since REAL;
+    ALTER TABLE members ADD COLUMN probes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN probes_up INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN latency REAL;
+    CREATE TABLE challenges (
+        id INTEGER PRIMARY KEY,
+        member BLOB NOT NULL,
+        time REAL NOT NULL,
+        pack_id BLOB NOT NULL,
+        idx INTEGER NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('fail', 'timeout')),
+        evidence TEXT NOT NULL
+    );
+    CREATE INDEX challenges_member ON challenges(member, time);
+    CREATE TABLE contained (
+        member BLOB PRIMARY KEY,
+        pack_id BLOB NOT NULL,
+        idx INTEGER NOT NULL,
+        tries INTEGER NOT NULL,
+        since REAL NOT NULL
+    );
+    CREATE TABLE moves (
+        pack_id BLOB NOT NULL,
+        idx INTEGER NOT NULL,
+        holder BLOB NOT NULL,
+        phase TEXT NOT NULL CHECK (phase IN ('upload', 'release')),
+        created REAL NOT NULL,
+        PRIMARY KEY (pack_id, idx, holder)
+    );
+    """,
 ]
 
 
@@ -117,7 +153,7 @@ class MemberRow:
     last_seen: float | None
 
 
-class Ledger:
+class Ledger(HealthRecords):
     """An open ledger. Use ``async with await Ledger.open(path)`` or call :meth:`close`."""
 
     def __init__(self, path: Path, db: aiosqlite.Connection) -> None:
@@ -256,7 +292,7 @@ class Ledger:
     async def touch_member(self, node_id: bytes, now: float) -> None:
         await self._guard(
             lambda: self._db.execute(
-                """INSERT INTO members VALUES (?, ?, ?)
+                """INSERT INTO members (node_id, first_seen, last_seen) VALUES (?, ?, ?)
                    ON CONFLICT(node_id) DO UPDATE SET last_seen = excluded.last_seen""",
                 (node_id, now, now),
             )

@@ -321,6 +321,26 @@ class PeerLink:
             await call.chan.send(wire.GetManifest())
             return (await expect(call.chan, wire.ManifestIs)).manifest
 
+    async def challenge(self, key: ShardKey, nonce: bytes, leaves: Sequence[int]) -> wire.Proof:
+        """Ask for leaves of a shard with their audit paths; the caller checks them."""
+        async with self._request(nbytes=len(leaves) * 8192) as call:
+            await call.chan.send(
+                wire.Challenge(
+                    pack=bytes(key.pack), index=key.index, nonce=nonce, leaves=list(leaves)
+                )
+            )
+            return await expect(call.chan, wire.Proof)
+
+    async def undelete(self) -> wire.Undeleted:
+        async with self._request() as call:
+            await call.chan.send(wire.Undelete())
+            return await expect(call.chan, wire.Undeleted)
+
+    async def trashed_manifest(self, before: int) -> bytes:
+        async with self._request(nbytes=wire.MANIFEST_MAX) as call:
+            await call.chan.send(wire.GetTrashedManifest(before=before))
+            return (await expect(call.chan, wire.ManifestIs)).manifest
+
     async def get_roster(self) -> builtins.list[bytes]:
         async with self._request() as call:
             await call.chan.send(wire.GetRoster())

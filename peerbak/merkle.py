@@ -164,7 +164,10 @@ class LeafHasher:
             self._hashes.extend(leaf_hashes(view[:whole]))
         self._partial += view[whole:]
 
+    def hashes(self) -> list[bytes]:
+        """Every leaf hash so far, the short last leaf included."""
+        return self._hashes + ([leaf_hash(self._partial)] if self._partial else [])
+
     def root(self) -> bytes:
         """Root over everything so far (the last leaf may be short)."""
-        hashes = self._hashes + ([leaf_hash(self._partial)] if self._partial else [])
-        return MerkleTree(hashes).root
+        return MerkleTree(self.hashes()).root

@@ -165,3 +165,11 @@ class HeldStore(Protocol):
     def usage(self) -> int:
         """Bytes of live and trashed shards (blocking)."""
         ...
+
+    async def undelete(self) -> tuple[int, int]:
+        """Trashed shards back to the live set: (restored, already live)."""
+        ...
+
+    async def trashed_manifest(self, before: int) -> bytes:
+        """The trashed manifest with the highest sequence below ``before``, or b""."""
+        ...

@@ -110,7 +110,7 @@ async def recover(
             await repo.probe()
             newest = await repo.latest_manifest()
             manifest = newest if newest and newest.sequence > first.sequence else first
-            packs = await _rebuild(repo, manifest)
+            packs = await rebuild_ledger(repo, manifest)
         if root.exists():
             root.rmdir()  # empty, checked above
         building.rename(root)
@@ -129,7 +129,7 @@ async def recover(
     }
 
 
-async def _rebuild(repo: Repository, manifest: Manifest) -> int:
+async def rebuild_ledger(repo: Repository, manifest: Manifest) -> int:
     """The ledger's packs, blobs and snapshots from the manifest and its index objects."""
     ledger = repo.ledger
     now = time.time()

@@ -68,6 +68,7 @@ class Member:
     rate: float = 0.0  # bytes/s of its last transfers (EWMA)
     served: int = 0  # shards of it that went into rebuilt packs
     bad: int = 0  # shards it sent that failed their Merkle root
+    failing: bool = False  # failed a storage challenge: gets no new shards
 
 
 class _Guarded:
@@ -184,15 +185,22 @@ class Repository:
         """Ask every member, in parallel, whether it is up and how much it will take."""
 
         async def one(m: Member) -> None:
+            t0 = time.monotonic()
             try:
                 info = await m.link.space()
             except PeerbakError as exc:
                 m.up, m.error = False, str(exc)
+                await self.ledger.record_probe(m.node, False, self.clock())
                 return
             m.up, m.error = True, ""
             m.free = max(0, min(info.quota - info.used, info.free))
+            await self.ledger.record_probe(m.node, True, self.clock(), time.monotonic() - t0)
 
         await asyncio.gather(*(one(m) for m in self.members.values()))
+        stats = await self.ledger.member_stats()
+        for m in self.members.values():
+            s = stats.get(m.node)
+            m.failing = s is not None and s.failing_since is not None
 
     def up(self) -> list[Member]:
         return [m for m in self.members.values() if m.up]
@@ -228,7 +236,10 @@ class Repository:
         leaves, so a crash leaves rows that say where leftovers may lie.
         """
         size = shards[0].header.size
-        candidates = [Candidate(m.node, healthy=m.up, free=m.free) for m in self.members.values()]
+        candidates = [
+            Candidate(m.node, healthy=m.up and not m.failing, free=m.free)
+            for m in self.members.values()
+        ]
         holders = place(record.pack_id, record.n, candidates, bytes(self.node_id), size)
         if len(holders) < record.k + 1 and len(holders) < record.n:
             raise PeerUnavailable(

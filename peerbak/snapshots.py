@@ -52,27 +52,42 @@ INDEX_LIST_MAX: Final = 32
 MERGE_SMALL: Final = 1 << 20
 MERGE_MAX: Final = 16
 META_PACK: Final = 4 << 20
+#: Seconds a backup waits for the daemon's repair to let go of the lock.
+LOCK_WAIT: Final = 600.0
 
 
 @contextlib.contextmanager
-def backup_lock(home: Home) -> Iterator[None]:
-    """One backup of a node at a time; the lock dies with its process (kill -9 too)."""
+def backup_lock(home: Home, *, who: str = "backup", wait: float = 0.0) -> Iterator[None]:
+    """One writer of a node's packs at a time (backup, repair, prune); the lock dies
+    with its process (kill -9 too).
+
+    A second backup is refused at once (two at once is a mistake, as in restic). The
+    daemon's repair holds the lock for a batch of packs at a time and is marked
+    ``maintenance``: a command finding it waits up to ``wait`` seconds instead.
+    """
     path = home.run_dir / "backup.lock"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StorageError(f"cannot open {path}: {exc.strerror}") from None
+    deadline = time.monotonic() + wait
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            raise Locked(
-                f"another backup of this node is running (pid {holder or '?'}); "
-                "try again when it is done"
-            ) from None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").split()
+                if "maintenance" in holder and time.monotonic() < deadline:
+                    time.sleep(0.2)  # the daemon lets go between batches
+                    continue
+                pid = holder[0] if holder else "?"
+                kind = holder[1] if len(holder) > 1 else "backup"
+                raise Locked(
+                    f"a {kind} of this node is running (pid {pid}); try again when it is done"
+                ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {who}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
@@ -108,6 +123,7 @@ async def run_backup(
     tags: Sequence[str] = (),
     dry_run: bool = False,
     code: tuple[int, int] | None = None,
+    pack_size: int = 16 << 20,
     on_status: Callable[[dict[str, Any]], None] | None = None,
     warn: Callable[[str], None] = lambda _: None,
     status_interval: float = 1.0,
@@ -121,7 +137,7 @@ async def run_backup(
             raise InputError(f"{p}: no such file or directory")
         sources.append(path)
     spec = exclude_spec(list(excludes))
-    with backup_lock(home):
+    with backup_lock(home, wait=LOCK_WAIT):
         repo = await Repository.open(home)
         async with repo:
             return await _backup(
@@ -136,6 +152,7 @@ async def run_backup(
                 warn,
                 status_interval,
                 started,
+                pack_size,
             )
 
 
@@ -151,6 +168,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
     warn: Callable[[str], None],
     interval: float,
     started: float,
+    pack_size: int,
 ) -> dict[str, Any]:
     await repo.probe()
     code = repo.code(code_override)
@@ -184,7 +202,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
             target_size=target,
         )
 
-    data = packer(DATA, 16 << 20, 2)
+    data = packer(DATA, pack_size, 2)
     meta = packer(META, META_PACK, 1)
     cancelled = threading.Event()
     cache = None if dry_run else _LedgerCache(repo)
@@ -351,11 +369,44 @@ async def _write_index(
 
 
 def _to_merge(existing: list[IndexPack]) -> list[IndexPack]:
-    """The newest small index packs, once the manifest lists too many."""
+    """The newest small index packs, once the manifest lists too many.
+
+    Only a run of small ones at the end of the list: the merged pack goes to the end,
+    and a later entry for a pack (its placement after a repair) must stay after an
+    earlier one, because recovery applies them in list order.
+    """
     if len(existing) < INDEX_LIST_MAX:
         return []
-    small = [p for p in existing if p.length <= MERGE_SMALL]
-    return small[-MERGE_MAX:] if len(small) >= 2 else []
+    tail = 0
+    while tail < min(len(existing), MERGE_MAX) and existing[-1 - tail].length <= MERGE_SMALL:
+        tail += 1
+    return existing[len(existing) - tail :] if tail >= 2 else []
+
+
+async def republish(repo: Repository, snapshots: Sequence[Snapshot] | None = None) -> int:
+    """Index the packs no index lists as placed now (after a repair moved shards, or
+    a killed run), then publish a manifest listing ``snapshots`` (default: all the
+    ledger keeps). Returns how many members keep it. The caller holds the backup lock.
+    """
+    loop = asyncio.get_running_loop()
+    made: list[tuple[PackRecord, int]] = []
+    snaps = list(snapshots) if snapshots is not None else await repo.snapshots()
+    latest = max(snaps, key=lambda s: s.time, default=None)
+    meta = Packer(
+        repo.keys,
+        repo.code((latest.k, latest.n) if latest else None),  # as the backups chose
+        functools.partial(_store, repo, kind=META),
+        loop,
+        random_bytes=repo.random_bytes,
+        on_pack=lambda record: made.append((record, META)),
+        threads=1,
+        target_size=META_PACK,
+    )
+    try:
+        index_packs = await _write_index(repo, meta, made)
+    finally:
+        meta.close()
+    return await repo.publish(snaps, index_packs)
 
 
 async def _tick(

@@ -319,6 +319,62 @@ class DirectoryShareStore:
             fsync_dir(self._trash)
         return freed, size
 
+    def _undelete(self) -> tuple[int, int]:
+        """Move every trashed shard back to the live set; a shard live again (stored
+        anew since) keeps its trashed copy, which the purge frees in time.
+
+        Returns (restored, already live). The trash is the owner's way back after
+        malware on its machine deleted everything it could (security.md).
+        """
+        restored = already = 0
+        with os.scandir(self._trash) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith("manifest."))
+        for name in names:
+            text, _, copy = name.rpartition(".")
+            try:
+                key = ShardKey.from_text(text)
+            except InputError:
+                continue  # not a name this store wrote
+            if not copy.isdigit():
+                continue
+            final = self._path(key)
+            final.parent.mkdir(mode=_DIR_MODE, exist_ok=True)
+            try:
+                os.link(self._trash / name, final)
+            except FileExistsError:
+                already += 1
+                continue
+            os.unlink(self._trash / name)
+            restored += 1
+        if restored and self.durable:
+            fsync_dir(self._trash)
+            for sub in self._shards.iterdir():
+                fsync_dir(sub)
+        return restored, already
+
+    def _trashed_manifest(self, before: int) -> bytes:
+        """The trashed manifest with the highest sequence below ``before``, or b""."""
+        best, path = -1, None
+        with os.scandir(self._trash) as entries:
+            for e in entries:
+                parts = e.name.split(".")
+                if len(parts) == 3 and parts[0] == "manifest" and parts[1].isdigit():
+                    seq = int(parts[1])
+                    if best < seq < before:
+                        best, path = seq, e.path
+        if path is None:
+            return b""
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise storage_error(exc, "cannot read a trashed manifest") from None
+
+    async def undelete(self) -> tuple[int, int]:
+        return await asyncio.to_thread(self._undelete)
+
+    async def trashed_manifest(self, before: int) -> bytes:
+        return await asyncio.to_thread(self._trashed_manifest, before)
+
     # -- for a holder: streamed puts and reads, usage -------------------------------------
 
     async def put_stream(

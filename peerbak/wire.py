@@ -50,6 +50,10 @@ KEY_LEN: Final = 33
 ERROR_MESSAGE_MAX: Final = 1024
 #: Largest manifest envelope; equals ``peerbak.objects.MANIFEST_MAX`` (one frame).
 MANIFEST_MAX: Final = DATA_MAX
+#: Leaves one Challenge may ask for (each answer leaf is 4 KiB plus its path).
+CHALLENGE_LEAVES: Final = 16
+#: Leaves in the largest shard: MAX_PACK bytes in 4 KiB leaves.
+MAX_LEAVES: Final = MAX_PACK // 4096
 _U63: Final = (1 << 63) - 1
 _LEN: Final = struct.Struct(">I")
 
@@ -69,6 +73,10 @@ Software = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[\x20-\x7e]*\Z"
 Key33 = Annotated[bytes, msgspec.Meta(min_length=KEY_LEN, max_length=KEY_LEN)]
 Record = Annotated[bytes, msgspec.Meta(max_length=RECORD_MAX)]
 Records = Annotated[list[Record], msgspec.Meta(max_length=ROSTER_MAX)]
+LeafIndex = Annotated[int, msgspec.Meta(ge=0, le=MAX_LEAVES - 1)]
+Leaf = Annotated[bytes, msgspec.Meta(min_length=1, max_length=4096)]
+#: An RFC 9162 audit path: one 32-byte sibling per level, at most 64 levels.
+AuditPath = Annotated[list[Id32], msgspec.Meta(max_length=64)]
 
 
 class _Msg(msgspec.Struct, array_like=True, tag=True, forbid_unknown_fields=True):
@@ -271,6 +279,47 @@ class RosterIs(_Msg):
     records: Records
 
 
+# --- proofs of storage and the trash ------------------------------------------------------
+
+
+class Challenge(_Msg):
+    """Owner → holder: prove you hold shard ``index`` of ``pack`` (security.md §challenges).
+
+    The holder answers with the requested 4 KiB leaves of the shard's data and their
+    Merkle audit paths, computed from the data it actually has, and echoes the nonce.
+    """
+
+    pack: Id32
+    index: Index
+    nonce: Annotated[bytes, msgspec.Meta(min_length=16, max_length=32)]
+    leaves: Annotated[list[LeafIndex], msgspec.Meta(min_length=1, max_length=CHALLENGE_LEAVES)]
+
+
+class Proof(_Msg):
+    """Holder → owner: the challenged leaves and their audit paths, in the asked order."""
+
+    nonce: Annotated[bytes, msgspec.Meta(min_length=16, max_length=32)]
+    leaves: Annotated[list[Leaf], msgspec.Meta(max_length=CHALLENGE_LEAVES)]
+    paths: Annotated[list[AuditPath], msgspec.Meta(max_length=CHALLENGE_LEAVES)]
+
+
+class Undelete(_Msg):
+    """Owner → holder: move every shard of mine in your trash back to the live set."""
+
+
+class Undeleted(_Msg):
+    """Holder → owner: shards brought back, and shards already live (their copies stay)."""
+
+    restored: Bytes63
+    already: Bytes63
+
+
+class GetTrashedManifest(_Msg):
+    """Owner → holder: the trashed manifest of mine with the highest sequence below ``before``."""
+
+    before: Bytes63
+
+
 class Error(_Msg):
     """A refusal: a machine-readable code (see :class:`ErrorCode`) and a text for people.
 
@@ -315,6 +364,11 @@ Message = (
     | ManifestIs
     | GetRoster
     | RosterIs
+    | Challenge
+    | Proof
+    | Undelete
+    | Undeleted
+    | GetTrashedManifest
     | Error
 )
 #: Every message type, in the order of wire.md.
@@ -346,6 +400,11 @@ MESSAGES: Final[tuple[type[Message], ...]] = (
     ManifestIs,
     GetRoster,
     RosterIs,
+    Challenge,
+    Proof,
+    Undelete,
+    Undeleted,
+    GetTrashedManifest,
     Error,
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.cli import EXIT_CODES
+from peerbak.clikit import EXIT_CODES
 from tests.integration.nodes import peerbak
 
 

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from peerbak import pool
-from peerbak.cli import EXIT_CODES
+from peerbak.clikit import EXIT_CODES
 from peerbak.ledger import Ledger
 from tests.integration.nodes import Daemon
 

@@ -9,7 +9,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from peerbak.cli import EXIT_CODES, cli, parse_size
+from peerbak.cli import cli
+from peerbak.clikit import EXIT_CODES, parse_size
 from peerbak.errors import InputError
 
 

@@ -1,0 +1,165 @@
+"""Retention and ransomware on a real pool (the owner and three friends, 2-of-3).
+
+forget + prune leave the holders no unreferenced shard outside their trash, the trash
+is freed only after the holders' own grace, and the kept snapshot restores. Then
+malware with the owner's key deletes every shard and publishes an empty manifest:
+the holders keep it all in their trash, and `undelete` brings the tree back.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from peerbak.home import Home
+from peerbak.ids import PackId, ShardKey
+from peerbak.repository import Repository
+from peerbak.sample import differences
+from peerbak.store import DirectoryShareStore
+from tests.integration.nodes import Daemon, make_pool
+
+pytestmark = pytest.mark.slow
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Daemon]]:
+    base = tmp_path_factory.mktemp("retention")
+    nodes: list[Daemon] = make_pool(base, ["owner", "f1", "f2", "f3"])  # type: ignore[assignment]
+    try:
+        owner = nodes[0]
+        config = owner.home / "config.toml"
+        config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
+        owner.stop()
+        owner.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def _write(folder: Path, prefix: str, count: int, seed: int) -> None:
+    rnd = random.Random(seed)
+    for i in range(count):
+        (folder / f"{prefix}-{i:02}.bin").write_bytes(rnd.randbytes(50_000 + i))
+
+
+def _backup(owner: Daemon, source: Path) -> str:
+    out = owner.cli("backup", "--shards", "2/3", "--pack-size", "256KiB", str(source))
+    return str(out["snapshot_id"])
+
+
+def _held(friend: Daemon, owner: Daemon) -> DirectoryShareStore:
+    return DirectoryShareStore(friend.home / "held" / owner.keys.node_id.hex(), durable=False)
+
+
+def _live(friend: Daemon, owner: Daemon) -> set[str]:
+    root = friend.home / "held" / owner.keys.node_id.hex() / "shards"
+    return {p.name for p in root.rglob("*") if p.is_file()}
+
+
+def _trash(friend: Daemon, owner: Daemon) -> list[Path]:
+    root = friend.home / "held" / owner.keys.node_id.hex() / "trash"
+    return [p for p in root.iterdir() if not p.name.startswith("manifest.")]
+
+
+def _expected(owner: Daemon) -> dict[bytes, set[str]]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{owner.home / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        out: dict[bytes, set[str]] = {}
+        for pack, idx, holder in db.execute(
+            "SELECT s.pack_id, s.idx, s.holder FROM shards s JOIN packs p "
+            "ON p.pack_id = s.pack_id WHERE p.state = 'stored' AND s.stored = 1"
+        ):
+            out.setdefault(bytes(holder), set()).add(f"{bytes(pack).hex()}.{idx}")
+        return out
+    finally:
+        db.close()
+
+
+def _restore_matches(owner: Daemon, source: Path, target: Path) -> None:
+    owner.cli("restore", "latest", "--target", str(target))
+    assert differences(source, target / str(source).lstrip("/")) == []
+
+
+def test_forget_and_prune_leave_no_unreferenced_shard_and_the_kept_snapshot_restores(
+    pool: list[Daemon], tmp_path: Path
+) -> None:
+    owner = pool[0]
+    source = owner.home.parent / "source"
+    source.mkdir()
+    _write(source, "kept", 12, 1)
+    _write(source, "gone", 12, 2)
+    first = _backup(owner, source)
+    for p in source.glob("gone-*"):
+        p.unlink()
+    _write(source, "new", 12, 3)
+    second = _backup(owner, source)
+
+    dry = owner.cli("forget", "--keep-last", "1", "--dry-run")
+    assert [s["id"] for s in dry["snapshots"] if not s["kept"]] == [first]
+    assert len(owner.cli("snapshots")) == 2  # a dry run changes nothing
+
+    r = owner.cli("forget", "--keep-last", "1", "--prune")
+    kept = [s for s in r["snapshots"] if s["kept"]]
+    assert [s["id"] for s in kept] == [second]
+    assert kept[0]["reasons"] == ["last snapshot"]
+    pruned = r["prune"]
+    assert pruned["packs_unused"] > 0
+    assert pruned["packs_deleted"] == pruned["packs_unused"]
+
+    expected = _expected(owner)
+    for friend in pool[1:]:  # live shards are exactly what the ledger references
+        assert _live(friend, owner) == expected.get(bytes(friend.keys.node_id), set())
+        assert _trash(friend, owner)  # the rest waits out the grace
+        store = _held(friend, owner)
+        assert store.purge_trash(time.time(), 30 * DAY) == (0, 0)  # refused early
+        freed, _ = store.purge_trash(time.time() + 31 * DAY, 30 * DAY)
+        assert freed > 0
+        assert _trash(friend, owner) == []
+
+    _restore_matches(owner, source, tmp_path / "restored")
+    out = owner.cli("check", "--read-data", check=False)
+    assert out.returncode == 0, out.stdout
+
+
+async def test_malware_deleting_everything_is_undone_by_undelete(
+    pool: list[Daemon], tmp_path: Path
+) -> None:
+    owner = pool[0]
+    source = owner.home.parent / "source"
+    before = {bytes(f.keys.node_id): _live(f, owner) for f in pool[1:]}
+    assert all(before.values())
+
+    # The malware has the owner's key and ledger: it deletes every shard it placed,
+    # forgets every snapshot, and publishes an empty manifest over the good one.
+    repo = await Repository.open(Home.open(owner.home))
+    async with repo:
+        await repo.probe()
+        async for page in repo.ledger.stored_pack_ids():
+            for pack_id in page:
+                found = await repo.ledger.pack(pack_id)
+                assert found is not None
+                for index, node in found[1].items():
+                    await repo.members[node].link.delete(ShardKey(PackId(pack_id), index))
+        ids = [s.id for s in await repo.snapshots()]
+        await repo.ledger.remove_snapshots(ids)
+        await repo.publish([], [])
+    assert all(_live(f, owner) == set() for f in pool[1:])
+    assert owner.cli("snapshots") == []
+    for friend in pool[1:]:  # no message shortens the holder's grace
+        assert _held(friend, owner).purge_trash(time.time(), 30 * DAY) == (0, 0)
+
+    r = owner.cli("undelete")
+    assert r["shards_restored"] == sum(len(v) for v in before.values())
+    assert r["snapshots"] == 1
+    assert {bytes(f.keys.node_id): _live(f, owner) for f in pool[1:]} == before
+    _restore_matches(owner, source, tmp_path / "restored")
+    assert len(owner.cli("snapshots")) == 1
