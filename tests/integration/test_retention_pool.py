@@ -9,6 +9,7 @@ the holders keep it all in their trash, and `undelete` brings the tree back.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,15 +103,21 @@ def test_forget_and_prune_leave_no_unreferenced_shard_and_the_kept_snapshot_rest
         p.unlink()
     _write(source, "new", 12, 3)
     second = _backup(owner, source)
+    shutil.copytree(source, tmp_path / "second")  # what the second snapshot holds
+    for p in list(source.glob("new-*"))[:6]:
+        p.unlink()
+    _write(source, "newer", 6, 4)
+    third = _backup(owner, source)
 
-    dry = owner.cli("forget", "--keep-last", "1", "--dry-run")
+    dry = owner.cli("forget", "--keep-last", "2", "--dry-run")
     assert [s["id"] for s in dry["snapshots"] if not s["kept"]] == [first]
-    assert len(owner.cli("snapshots")) == 2  # a dry run changes nothing
+    assert len(owner.cli("snapshots")) == 3  # a dry run changes nothing
 
-    r = owner.cli("forget", "--keep-last", "1", "--prune")
+    r = owner.cli("forget", "--keep-last", "2", "--prune")
     kept = [s for s in r["snapshots"] if s["kept"]]
-    assert [s["id"] for s in kept] == [second]
-    assert kept[0]["reasons"] == ["last snapshot"]
+    assert [s["id"] for s in kept] == [third, second]  # newest first
+    assert all(s["reasons"] == ["last snapshot"] for s in kept)
+    assert [s["id"] for s in owner.cli("snapshots")] == [second, third]
     pruned = r["prune"]
     assert pruned["packs_unused"] > 0
     assert pruned["packs_deleted"] == pruned["packs_unused"]
@@ -126,6 +133,9 @@ def test_forget_and_prune_leave_no_unreferenced_shard_and_the_kept_snapshot_rest
         assert _trash(friend, owner) == []
 
     _restore_matches(owner, source, tmp_path / "restored")
+    target = tmp_path / "restored-second"  # every kept snapshot restores
+    owner.cli("restore", second, "--target", str(target))
+    assert differences(tmp_path / "second", target / str(source).lstrip("/")) == []
     out = owner.cli("check", "--read-data", check=False)
     assert out.returncode == 0, out.stdout
 
@@ -159,7 +169,7 @@ async def test_malware_deleting_everything_is_undone_by_undelete(
 
     r = owner.cli("undelete")
     assert r["shards_restored"] == sum(len(v) for v in before.values())
-    assert r["snapshots"] == 1
+    assert r["snapshots"] == 2  # both kept snapshots, from the manifest in the trash
     assert {bytes(f.keys.node_id): _live(f, owner) for f in pool[1:]} == before
     _restore_matches(owner, source, tmp_path / "restored")
-    assert len(owner.cli("snapshots")) == 1
+    assert len(owner.cli("snapshots")) == 2
