@@ -633,12 +633,30 @@ def stats(snapshot: str | None, as_json: bool) -> None:
 @click.option(
     "--read-data-subset", help="Read n/m of the packs (1/30 a day: all in a month), or x%."
 )
+@click.option(
+    "--restore-drill",
+    type=click.IntRange(1, 100_000),
+    help="Also restore N random files of the latest snapshot and compare them.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def check(read_data: bool, read_data_subset: str | None, as_json: bool) -> None:
+def check(
+    read_data: bool, read_data_subset: str | None, restore_drill: int | None, as_json: bool
+) -> None:
     """Compare the ledger with what members hold; optionally read and verify the data."""
-    from peerbak.check import run_check
+    import random
 
-    report = _repo_call(as_json, lambda repo: run_check(repo, read_data_subset, read_data))
+    from peerbak.check import run_check
+    from peerbak.drill import restore_drill as run_drill
+
+    async def go(repo: Any) -> dict[str, Any]:
+        report = await run_check(repo, read_data_subset, read_data)
+        if restore_drill:
+            drill = await run_drill(repo, restore_drill, random.SystemRandom(), repo.home.run_dir)
+            report["drill"] = drill
+            report["ok"] = report["ok"] and not drill["problems"]
+        return report
+
+    report = _repo_call(as_json, go)
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -653,6 +671,15 @@ def check(read_data: bool, read_data_subset: str | None, as_json: bool) -> None:
                 f"read {r['packs_read']} packs in full: {r['shards_damaged']} damaged shards, "
                 f"{r['packs_unreadable']} unreadable packs"
             )
+        if "drill" in r:
+            d = r["drill"]
+            click.echo(
+                f"restore drill: {d['restored']} of {d['files_sampled']} sampled files "
+                f"restored; {d['matched']} identical to the files on disk, "
+                f"{d['changed_since']} changed since the backup"
+            )
+            for line in d["problems"]:
+                click.echo(line)
         for name, why in r["members_down"].items():
             click.echo(f"not checked: {name} is unreachable ({why})")
         for line in r["problems"]:

@@ -134,3 +134,30 @@ def test_a_pack_lost_beyond_repair_costs_only_the_files_that_need_it(
     finally:
         for keep, shard in moved:
             shutil.move(keep, shard)
+
+
+def test_a_restore_drill_restores_samples_and_compares_them_with_the_disk(
+    pool: list[Daemon],
+) -> None:
+    owner = pool[0]
+    code, report = _check(owner, "--restore-drill", "3")
+    assert code == 0, report
+    drill = report["drill"]
+    assert drill["files_in_snapshot"] == 5
+    assert drill["files_sampled"] == drill["restored"] == drill["matched"] == 3
+
+    photo = owner.home.parent / "source" / "photo-2.jpg"
+    original = photo.read_bytes()
+    stat = photo.stat()
+    rotten = bytearray(original)
+    rotten[12345] ^= 0x40
+    try:  # the disk's copy rots, size and mtime unchanged: the drill tells them apart
+        photo.write_bytes(bytes(rotten))
+        os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        code, report = _check(owner, "--restore-drill", "5")
+        assert code == 65
+        assert report["drill"]["matched"] == 4
+        assert any("photo-2.jpg" in p for p in report["drill"]["problems"])
+    finally:
+        photo.write_bytes(original)
+        os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
