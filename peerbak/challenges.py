@@ -28,7 +28,7 @@ from typing import Final
 
 from peerbak import merkle, wire
 from peerbak.errors import IntegrityError, NotFoundError, PeerbakError, PeerUnavailable
-from peerbak.health import DAY
+from peerbak.health import CHALLENGES_PER_DAY, DAY
 from peerbak.ids import PackId, ShardKey
 from peerbak.pack import PackRecord
 from peerbak.repository import Member, Repository
@@ -42,7 +42,7 @@ LEAVES: Final = 4
 MAX_TRIES: Final = 4
 #: Challenges per holder per day (each at a random time): 48 finds a holder that lost
 #: 10 % of our shards within a day with probability 1 − 0.9^48 = 99.4 %.
-PER_DAY: Final = 48
+PER_DAY: Final = CHALLENGES_PER_DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,32 +114,37 @@ async def challenge(  # noqa: PLR0911 - one return per outcome
     try:
         proof = await member.link.challenge(key, nonce, asked)
     except NotFoundError as exc:
-        return await _fail(repo, node, pack_id, index, f"the holder does not have it: {exc}", now)
+        return await _fail(repo, member, pack_id, index, f"the holder does not have it: {exc}", now)
     except IntegrityError as exc:
-        return await _fail(repo, node, pack_id, index, f"the holder's copy is damaged: {exc}", now)
+        return await _fail(
+            repo, member, pack_id, index, f"the holder's copy is damaged: {exc}", now
+        )
     except PeerUnavailable as exc:
         return await _stalled(repo, member, pack_id, index, str(exc), now)
     except PeerbakError as exc:
-        return await _fail(repo, node, pack_id, index, f"no valid answer: {exc}", now)
+        return await _fail(repo, member, pack_id, index, f"no valid answer: {exc}", now)
     size = proof_size(proof) + len(
         wire.encode(wire.Challenge(pack=pack_id, index=index, nonce=nonce, leaves=asked))
     )
     evidence = check_proof(record, index, asked, nonce, proof)
     if evidence:
-        return await _fail(repo, node, pack_id, index, evidence, now, size)
+        return await _fail(repo, member, pack_id, index, evidence, now, size)
     await repo.ledger.record_challenge(node, pack_id, index, "pass", "", now)
     return Outcome(node, "pass", pack_id, index, wire_bytes=size)
 
 
 async def _fail(
     repo: Repository,
-    node: bytes,
+    member: Member,
     pack_id: bytes,
     index: int,
     evidence: str,
     now: float,
     size: int = 0,
 ) -> Outcome:
+    """Record the failure, then audit the member: every shard it should hold and does
+    not list is marked bad too, so repair rebuilds what it lost, not all it holds."""
+    node = member.node
     log.warning(
         "member %s failed a challenge of shard %s.%d: %s",
         node.hex()[:12],
@@ -148,6 +153,13 @@ async def _fail(
         evidence,
     )
     await repo.ledger.record_challenge(node, pack_id, index, "fail", evidence, now)
+    member.failing = True  # no new shards for it in this run either
+    try:
+        async for kind, pack, i in repo.compare_listing(member):
+            if kind == "missing":
+                await repo.ledger.mark_shard_bad(pack, i)
+    except PeerbakError as exc:
+        log.info("audit of %s after a failed challenge: %s", member.name, exc)
     return Outcome(node, "fail", pack_id, index, evidence, size)
 
 
@@ -163,7 +175,7 @@ async def _stalled(
     tries = await repo.ledger.contain(member.node, pack_id, index, now)
     if tries >= MAX_TRIES:
         return await _fail(
-            repo, member.node, pack_id, index, f"no answer to {tries} tries, while up: {why}", now
+            repo, member, pack_id, index, f"no answer to {tries} tries, while up: {why}", now
         )
     return Outcome(member.node, "stalled", pack_id, index, why)
 
@@ -185,17 +197,17 @@ async def read_whole(  # noqa: PLR0911 - one return per outcome
     try:
         shard = await member.link.get(ShardKey(PackId(pack_id), index), verify=False)
     except NotFoundError as exc:
-        return await _fail(repo, node, pack_id, index, f"the holder does not have it: {exc}", now)
+        return await _fail(repo, member, pack_id, index, f"the holder does not have it: {exc}", now)
     except PeerUnavailable as exc:
         return Outcome(node, "offline", pack_id, index, str(exc))
     except PeerbakError as exc:
-        return await _fail(repo, node, pack_id, index, f"no valid answer: {exc}", now)
+        return await _fail(repo, member, pack_id, index, f"no valid answer: {exc}", now)
     size = len(shard.data)
     if shard.header != record.header(index):
-        return await _fail(repo, node, pack_id, index, "its header differs from ours", now, size)
+        return await _fail(repo, member, pack_id, index, "its header differs from ours", now, size)
     if merkle.root_of(shard.data) != record.roots[index]:
         return await _fail(
-            repo, node, pack_id, index, "its data do not hash to the recorded root", now, size
+            repo, member, pack_id, index, "its data do not hash to the recorded root", now, size
         )
     await repo.ledger.record_challenge(node, pack_id, index, "pass", "", now)
     return Outcome(node, "pass", pack_id, index, wire_bytes=size)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -82,34 +82,15 @@ def parse_subset(text: str) -> Callable[[bytes], bool]:
 
 
 async def _structure(repo: Repository, m: Member, report: CheckReport) -> None:
-    """One member's list against the ledger's, merged as two sorted streams."""
+    """One member's list against the ledger's (a streaming merge)."""
     name = m.name or m.link.node.short
-    expected = _flatten(repo.ledger.shards_held_by(m.node))
-    held = m.link.list()
-    want = await anext(expected, None)
-    have = await anext(held, None)
-    while want is not None or have is not None:
-        have_key = (bytes(have.pack), have.index) if have is not None else None
-        if have_key is None or (want is not None and want < have_key):
-            assert want is not None
+    async for kind, pack, index in repo.compare_listing(m):
+        if kind == "missing":
             report.shards_missing += 1
-            report.problem(f"missing: shard {want[0].hex()[:12]}.{want[1]} on {name}")
-            await repo.ledger.mark_shard_bad(want[0], want[1])  # for repair to rebuild
-            want = await anext(expected, None)
-        elif want is None or have_key < want:
-            report.shards_unknown += 1
-            have = await anext(held, None)
+            report.problem(f"missing: shard {pack.hex()[:12]}.{index} on {name}")
+            await repo.ledger.mark_shard_bad(pack, index)  # for repair to rebuild
         else:
-            want = await anext(expected, None)
-            have = await anext(held, None)
-
-
-async def _flatten(
-    pages: AsyncIterator[list[tuple[bytes, int]]],
-) -> AsyncIterator[tuple[bytes, int]]:
-    async for page in pages:
-        for item in page:
-            yield item
+            report.shards_unknown += 1
 
 
 async def _read_pack(repo: Repository, pack: bytes, report: CheckReport) -> None:

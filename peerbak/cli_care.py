@@ -390,4 +390,50 @@ def _print_prune(r: dict[str, Any]) -> None:
         )
 
 
-COMMANDS = (status, challenge, repair, undelete, forget, prune)
+async def _pool_scenario(repo: Any) -> str:
+    """This pool as a simulator scenario: its members, their observed uptime, its code."""
+    stats = await repo.ledger.member_stats()
+    snaps = await repo.snapshots()
+    latest = max(snaps, key=lambda x: x.time, default=None)
+    if latest is not None:
+        k, n = latest.k, latest.n
+    else:
+        k, n = repo.code().k, repo.code().n
+    lines = [
+        'title = "this pool, as observed"',
+        "[code]",
+        f"k = {k}",
+        f"n = {n}",
+    ]
+    for node, m in repo.members.items():
+        st = stats.get(node)
+        uptime = st.uptime if st is not None and st.uptime is not None else 1.0
+        off = min(23.0, round(24 * (1 - uptime), 2))
+        name = json.dumps(m.name or node.hex()[:12])
+        lines += ["[[members]]", f"name = {name}", f"nightly_off_hours = {off}"]
+    return "\n".join(lines) + "\n"
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--pool", "on_pool", is_flag=True, help="Simulate this node's own pool.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def simulate(on_pool: bool, args: tuple[str, ...]) -> None:
+    """Durability of a pool over years: SCENARIO [--runs N] [--sweep] [--plot PNG] [--json].
+
+    SCENARIO is a TOML file or a shipped name (pis-at-home-5, three-friends, vacation,
+    silent-loss, ten-friends-two-in-one-house); --pool uses this pool's members, their
+    observed uptime and its code. Method and figures: docs/durability.md.
+    """
+    from simulations.__main__ import main as simulate_main
+
+    argv = list(args)
+    if on_pool:
+        home = run("--json" in argv, _open_home)
+        text = _repo_call("--json" in argv, _pool_scenario)
+        path = home.run_dir / "pool-scenario.toml"
+        path.write_text(text)
+        argv.insert(0, str(path))
+    sys.exit(simulate_main(argv))
+
+
+COMMANDS = (status, challenge, repair, undelete, forget, prune, simulate)

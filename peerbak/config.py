@@ -88,10 +88,11 @@ class MaintenanceSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     challenges_per_day: Annotated[float, msgspec.Meta(gt=0, le=10_000)] = 48
     #: Bytes of whole shards read back per day, to check every byte now and then.
     read_per_day: Size = "256MiB"
-    #: Repair a pack once its healthy shards fall to k + margin.
-    repair_margin: Annotated[int, msgspec.Meta(ge=0, le=32)] = 1
+    #: Repair a pack once its healthy shards fall to k + margin (absent: at the first
+    #: missing shard).
+    repair_margin: Annotated[int, msgspec.Meta(ge=0, le=32)] | None = None
     #: Days a member may be unreachable before its shards are repaired elsewhere.
-    lost_after_days: Annotated[float, msgspec.Meta(ge=1, le=365)] = 14
+    lost_after_days: Annotated[float, msgspec.Meta(ge=1, le=365)] = 7
     #: Repair traffic per hour (0: no limit).
     repair_per_hour: Size = "4GiB"
     #: Minutes between probes of every member (uptime, latency, last seen).
@@ -242,10 +243,11 @@ enabled = true
 challenges_per_day = 48
 # Whole shards read back per day, to check every byte now and then.
 read_per_day = "256MiB"
-# Repair a pack once its healthy shards fall to k + this margin.
-repair_margin = 1
+# Repair a pack once its healthy shards fall to k + this margin (unset: repair at the
+# first missing shard, which docs/durability.md finds far safer).
+# repair_margin = 1
 # Days a member may be unreachable before its shards are rebuilt elsewhere.
-lost_after_days = 14
+lost_after_days = 7
 # Repair traffic per hour ("0": no limit).
 repair_per_hour = "4GiB"
 # Minutes between probes of every member.

@@ -561,25 +561,37 @@ class Ledger(HealthRecords):
             yield rows
             last = rows[-1]
 
-    async def unindexed_packs(self) -> list[tuple[PackRecord, dict[int, bytes], int]]:
-        """Stored packs no index object lists yet: (record, holders, kind)."""
+    async def unindexed_packs(
+        self, batch: int = 64
+    ) -> AsyncIterator[list[tuple[PackRecord, dict[int, bytes]]]]:
+        """Stored packs no index object lists yet, with their holders, a page at a time
+        (a pack's record holds every blob entry: millions in all, so never at once)."""
+        last = b""
+        while True:
 
-        async def get() -> list[tuple[PackRecord, dict[int, bytes], int]]:
-            async with self._db.execute(
-                "SELECT pack_id, k, n, length, roots, entries, kind FROM packs "
-                "WHERE state = 'stored' AND indexed = 0 ORDER BY created"
-            ) as cur:
-                rows = await cur.fetchall()
-            out = []
-            for row in rows:
+            async def page(after: bytes = last) -> list[tuple[PackRecord, dict[int, bytes]]]:
                 async with self._db.execute(
-                    "SELECT idx, holder FROM shards WHERE pack_id = ? AND stored = 1", (row[0],)
+                    "SELECT pack_id, k, n, length, roots, entries FROM packs "
+                    "WHERE state = 'stored' AND indexed = 0 AND pack_id > ? "
+                    "ORDER BY pack_id LIMIT ?",
+                    (after, batch),
                 ) as cur:
-                    holders = {int(i): bytes(h) for i, h in await cur.fetchall()}
-                out.append((_record(bytes(row[0]), row[1:6]), holders, int(row[6])))
-            return out
+                    rows = await cur.fetchall()
+                out = []
+                for row in rows:
+                    async with self._db.execute(
+                        "SELECT idx, holder FROM shards WHERE pack_id = ? AND stored = 1",
+                        (row[0],),
+                    ) as cur:
+                        holders = {int(i): bytes(h) for i, h in await cur.fetchall()}
+                    out.append((_record(bytes(row[0]), row[1:6]), holders))
+                return out
 
-        return await self._guard(get)
+            rows = await self._guard(page)
+            if not rows:
+                return
+            yield rows
+            last = bytes(rows[-1][0].pack_id)
 
     async def mark_indexed(self, pack_ids: Sequence[bytes]) -> None:
         await self._guard(

@@ -22,7 +22,7 @@ from typing import Final
 from peerbak import challenges
 from peerbak.config import Config, parse_size
 from peerbak.errors import ConfigError, Locked, PeerbakError
-from peerbak.health import DAY, RepairPolicy
+from peerbak.health import AT_FIRST_LOSS, DAY, RepairPolicy
 from peerbak.home import Home
 from peerbak.repair import RateLimit, RepairReport, repair
 from peerbak.repository import Member, Repository
@@ -38,7 +38,8 @@ BATCH: Final = 32
 
 def policy_of(config: Config) -> RepairPolicy:
     m = config.maintenance
-    return RepairPolicy(margin=m.repair_margin, lost_after=m.lost_after_days * DAY)
+    margin = AT_FIRST_LOSS if m.repair_margin is None else m.repair_margin
+    return RepairPolicy(margin=margin, lost_after=m.lost_after_days * DAY)
 
 
 @dataclass

@@ -202,6 +202,33 @@ class Repository:
             s = stats.get(m.node)
             m.failing = s is not None and s.failing_since is not None
 
+    async def compare_listing(self, m: Member) -> AsyncIterator[tuple[str, bytes, int]]:
+        """A member's list of our shards against the ledger's, merged as two sorted
+        streams (flat memory): ``("missing", pack, index)`` for each shard the ledger
+        says it acknowledged and it does not list, ``("unknown", pack, index)`` for
+        each it lists that the ledger does not know (leftovers of a killed run)."""
+
+        async def expected() -> AsyncIterator[tuple[bytes, int]]:
+            async for page in self.ledger.shards_held_by(m.node):
+                for item in page:
+                    yield item
+
+        want_it, held = expected(), m.link.list()
+        want = await anext(want_it, None)
+        have = await anext(held, None)
+        while want is not None or have is not None:
+            have_key = (bytes(have.pack), have.index) if have is not None else None
+            if have_key is None or (want is not None and want < have_key):
+                assert want is not None
+                yield "missing", want[0], want[1]
+                want = await anext(want_it, None)
+            elif want is None or have_key < want:
+                yield "unknown", have_key[0], have_key[1]
+                have = await anext(held, None)
+            else:
+                want = await anext(want_it, None)
+                have = await anext(held, None)
+
     def up(self) -> list[Member]:
         return [m for m in self.members.values() if m.up]
 

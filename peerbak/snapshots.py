@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from peerbak import objects
 from peerbak.archiver import Archiver, Excludes, ScanTotals, exclude_spec, scan
@@ -34,7 +34,7 @@ from peerbak.backup import KnownChunks, Packer
 from peerbak.crypto import BlobType
 from peerbak.errors import InputError, Locked, PeerbakError, StorageError
 from peerbak.home import Home
-from peerbak.ids import ChunkId
+from peerbak.ids import ChunkId, PackId
 from peerbak.ledger import FilesCacheDb
 from peerbak.objects import Index, IndexPack, Snapshot, Summary
 from peerbak.pack import PackRecord, Shard
@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 #: Packs per index object: ≈ 3 KB each, so an index blob stays a few MiB.
 INDEX_PACKS_PER_OBJECT: Final = 1000
+#: An index object is closed at about this size (the largest blob is 16 MiB).
+INDEX_OBJECT_BYTES: Final = 4 << 20
+#: A rough upper bound of one blob's entry in an encoded index object.
+INDEX_ENTRY_BYTES: Final = 64
 #: Index packs the manifest may list before the newest small ones are merged; small
 #: means at most MERGE_SMALL bytes (a backup that added a few hundred packs), and at
 #: most MERGE_MAX are merged at once (16 MiB read back at most).
@@ -178,7 +182,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
         [KnownChunks.prefixes(batch) async for batch in repo.ledger.chunk_ids()]
     )
     loop = asyncio.get_running_loop()
-    made: list[tuple[PackRecord, int]] = []
+    made: list[Made] = []
 
     def storer(kind: int) -> Callable[[PackRecord, list[Shard]], Any]:
         if dry_run:
@@ -196,7 +200,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
             storer(kind),
             loop,
             random_bytes=repo.random_bytes,
-            on_pack=lambda record: made.append((record, kind)),
+            on_pack=lambda record: made.append(Made.of(record, kind)),
             known=known,
             threads=threads,
             target_size=target,
@@ -251,7 +255,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
         cancelled.set()  # stops the scanner if it is still counting
         meta.close()
     p = archiver.progress
-    stored_added = sum(_stored_size(record) for record, _ in made)
+    stored_added = sum(m.stored_size for m in made)
     summary = Summary(
         files_new=p.files_new,
         files_changed=p.files_changed,
@@ -319,13 +323,26 @@ async def _store(repo: Repository, record: PackRecord, shards: list[Shard], *, k
     await repo.store_pack(record, shards, kind)
 
 
-def _stored_size(record: PackRecord) -> int:
-    return record.n * (100 + -(-record.length // record.k))
+class Made(NamedTuple):
+    """A pack this run made: what the summary and the index need, not its blob entries
+    (a run of millions of small files would otherwise keep every entry to the end)."""
+
+    pack_id: PackId
+    k: int
+    n: int
+    length: int
+    kind: int
+
+    @classmethod
+    def of(cls, record: PackRecord, kind: int) -> Made:
+        return cls(record.pack_id, record.k, record.n, record.length, kind)
+
+    @property
+    def stored_size(self) -> int:
+        return self.n * (100 + -(-self.length // self.k))
 
 
-async def _write_index(
-    repo: Repository, meta: Packer, made: list[tuple[PackRecord, int]]
-) -> list[IndexPack]:
+async def _write_index(repo: Repository, meta: Packer, made: list[Made]) -> list[IndexPack]:
     """Index objects for every stored pack no index lists yet (this run's, and any a
     killed run stored), in packs of their own that the manifest then lists.
 
@@ -335,26 +352,27 @@ async def _write_index(
     """
     existing = await repo.index_packs()
     merging = _to_merge(existing)
-    entries: list[IndexPack] = []
+    before = len(made)
+    writer = _IndexWriter(meta)
     try:
         for listed_pack in merging:
-            entries += await repo.read_index(listed_pack)
-            entries.append(listed_pack)  # it stays a stored pack: an index now lists it
-    except PeerbakError as exc:  # merging can wait for a better day
-        log.warning("index packs not merged this time: %s", exc)
-        merging, entries = [], []
-    pending = await repo.ledger.unindexed_packs()
-    if not pending and not entries:
+            for item in await repo.read_index(listed_pack):
+                await writer.add(item)
+            await writer.add(listed_pack)  # it stays a stored pack: an index now lists it
+    except PeerbakError as exc:  # merging can wait for a better day (the merged packs
+        log.warning("index packs not merged this time: %s", exc)  # stay listed)
+        merging = []
+    listed: list[bytes] = []
+    async for page in repo.ledger.unindexed_packs():
+        for rec, holders in page:
+            await writer.add(index_pack(rec, holders))
+            listed.append(bytes(rec.pack_id))
+    if not writer.written and not listed:
         return existing
-    entries += [index_pack(rec, holders) for rec, holders, _ in pending]
-    before = len(made)
-    for start in range(0, len(entries), INDEX_PACKS_PER_OBJECT):
-        body = objects.encode(Index(packs=entries[start : start + INDEX_PACKS_PER_OBJECT]))
-        await asyncio.to_thread(meta.add_chunk, body, BlobType.INDEX)
+    await writer.flush()
     await asyncio.to_thread(meta.flush)
-    listed: list[bytes] = [rec.pack_id for rec, _, _ in pending]
     new = []
-    for record, _ in made[before:]:
+    for record in made[before:]:
         found = await repo.ledger.pack(record.pack_id)
         if found is not None:
             new.append(index_pack(found[0], found[1]))
@@ -366,6 +384,30 @@ async def _write_index(
     await repo.ledger.set_meta("index_packs", objects.encode(Index(packs=every)))
     await repo.ledger.mark_indexed(listed)
     return every
+
+
+class _IndexWriter:
+    """Index objects of at most INDEX_OBJECT_BYTES, written to the metadata packer as
+    they fill, so indexing millions of chunks holds one object in memory, not all."""
+
+    def __init__(self, meta: Packer) -> None:
+        self.meta = meta
+        self.batch: list[IndexPack] = []
+        self.size = 0
+        self.written = 0
+
+    async def add(self, item: IndexPack) -> None:
+        self.batch.append(item)
+        self.size += INDEX_ENTRY_BYTES * (len(item.blobs) + 4)
+        if self.size >= INDEX_OBJECT_BYTES or len(self.batch) >= INDEX_PACKS_PER_OBJECT:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.batch:
+            body = objects.encode(Index(packs=self.batch))
+            await asyncio.to_thread(self.meta.add_chunk, body, BlobType.INDEX)
+            self.written += len(self.batch)
+        self.batch, self.size = [], 0
 
 
 def _to_merge(existing: list[IndexPack]) -> list[IndexPack]:
@@ -389,7 +431,7 @@ async def republish(repo: Repository, snapshots: Sequence[Snapshot] | None = Non
     ledger keeps). Returns how many members keep it. The caller holds the backup lock.
     """
     loop = asyncio.get_running_loop()
-    made: list[tuple[PackRecord, int]] = []
+    made: list[Made] = []
     snaps = list(snapshots) if snapshots is not None else await repo.snapshots()
     latest = max(snaps, key=lambda s: s.time, default=None)
     meta = Packer(
@@ -398,7 +440,7 @@ async def republish(repo: Repository, snapshots: Sequence[Snapshot] | None = Non
         functools.partial(_store, repo, kind=META),
         loop,
         random_bytes=repo.random_bytes,
-        on_pack=lambda record: made.append((record, META)),
+        on_pack=lambda record: made.append(Made.of(record, META)),
         threads=1,
         target_size=META_PACK,
     )

@@ -61,10 +61,13 @@ def test_a_newcomer_moves_at_most_one_shard(pack: bytes, members: list[bytes]) -
 
 
 def test_default_codes() -> None:
-    assert default_code(5) == (3, 5)
+    assert default_code(5) == (2, 4)
     assert default_code(30) == (6, 10)
     for friends in range(2, 12):
         k, n = default_code(friends)
         assert 1 <= k < n <= friends
+        assert n - k >= 2 or friends == 2  # survives two losses
+        if 4 <= friends <= 10:
+            assert n < friends  # a friend is free to take a rebuilt shard
     with pytest.raises(InputError):
         default_code(1)
