@@ -134,6 +134,10 @@ MIGRATIONS: Final[list[str]] = [
         PRIMARY KEY (pack_id, idx, holder)
     );
     """,
+    # 4: challenges passed in a row, to clear a failing mark on its own
+    """
+    ALTER TABLE members ADD COLUMN streak INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -20,6 +20,9 @@ T = TypeVar("T")
 
 #: Weight of the newest latency sample in the moving average.
 LATENCY_WEIGHT: Final = 0.2
+#: Challenges passed in a row that clear a failing mark (a day's worth at the default
+#: rate): the member's bad shards were repaired and what it still holds checks out.
+CLEAR_AFTER: Final = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +175,10 @@ class HealthRecords:
             )
             if outcome == "pass":
                 await self._db.execute(
-                    "UPDATE members SET passed = passed + 1, last_seen = ? WHERE node_id = ?",
-                    (now, member),
+                    "UPDATE members SET passed = passed + 1, streak = streak + 1, "
+                    "last_seen = ?, failing_since = CASE WHEN streak + 1 >= ? THEN NULL "
+                    "ELSE failing_since END WHERE node_id = ?",
+                    (now, CLEAR_AFTER, member),
                 )
             else:
                 await self._db.execute(
@@ -182,7 +187,7 @@ class HealthRecords:
                     (member, now, pack_id, index, outcome, evidence),
                 )
                 await self._db.execute(
-                    "UPDATE members SET failed = failed + 1, "
+                    "UPDATE members SET failed = failed + 1, streak = 0, "
                     "failing_since = coalesce(failing_since, ?) WHERE node_id = ?",
                     (now, member),
                 )

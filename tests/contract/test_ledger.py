@@ -81,3 +81,27 @@ async def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(LedgerError):
         await Ledger.open(path)
+
+
+async def test_a_failing_mark_clears_after_a_day_of_passed_challenges(tmp_path: Path) -> None:
+    from peerbak.ledger_health import CLEAR_AFTER
+
+    member, pack = b"m" * 32, b"p" * 32
+    async with await Ledger.open(tmp_path / "ledger.sqlite") as ledger:
+        await ledger.record_challenge(member, pack, 0, "fail", "the holder does not have it", 1.0)
+        assert (await ledger.member_stats())[member].failing_since == 1.0
+        for i in range(CLEAR_AFTER - 1):
+            await ledger.record_challenge(member, pack, 1, "pass", "", 2.0 + i)
+        assert (await ledger.member_stats())[member].failing_since == 1.0  # not yet
+        await ledger.record_challenge(member, pack, 2, "fail", "damaged", 100.0)  # again
+        for i in range(CLEAR_AFTER - 1):
+            await ledger.record_challenge(member, pack, 1, "pass", "", 200.0 + i)
+        assert (await ledger.member_stats())[member].failing_since == 1.0  # the run restarted
+        await ledger.record_challenge(member, pack, 1, "pass", "", 300.0)
+        stats = (await ledger.member_stats())[member]
+        assert stats.failing_since is None
+        assert (stats.passed, stats.failed) == (2 * CLEAR_AFTER - 1, 2)
+        assert [f.evidence for f in await ledger.failures()] == [
+            "damaged",
+            "the holder does not have it",
+        ]
