@@ -357,17 +357,35 @@ def _when(t: float) -> str:
 
 @click.command()
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be deleted; change nothing.")
+@click.option(
+    "--repack-below",
+    default="50%",
+    show_default=True,
+    help="Repack packs used less than this share (their used data is copied out).",
+)
 @click.option("--json", "as_json", is_flag=True)
-def prune(dry_run: bool, as_json: bool) -> None:
+def prune(dry_run: bool, repack_below: str, as_json: bool) -> None:
     """Delete packs no snapshot uses (to the holders' trash, for their grace period)."""
     from peerbak.prune import prune as run_prune
     from peerbak.snapshots import backup_lock
 
     home = run(as_json, _open_home)
 
+    def share() -> float:
+        text = repack_below.strip().rstrip("%")
+        try:
+            value = float(text) / 100
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 1:
+            raise InputError(f"--repack-below wants a share such as 50%, not {repack_below!r}")
+        return value
+
+    below = run(as_json, share)
+
     async def go(repo: Any) -> dict[str, Any]:
         with backup_lock(home, who="prune", wait=600):
-            return await run_prune(repo, dry_run=dry_run)
+            return await run_prune(repo, dry_run=dry_run, repack_below=below)
 
     r = _repo_call(as_json, go)
     if as_json:
@@ -383,6 +401,11 @@ def _print_prune(r: dict[str, Any]) -> None:
         f"{r['packs_unused']} of {r['packs']} packs unused: {verb} "
         f"{r['packs_deleted'] if not r['dry_run'] else r['packs_unused']}"
     )
+    if r["packs_repacked"]:
+        click.echo(
+            f"{r['packs_repacked']} mostly unused packs repacked "
+            f"({_size(r['bytes_repacked'])} of used data copied into new packs)"
+        )
     if r["packs_partly_used"]:
         click.echo(
             f"{r['packs_partly_used']} packs are partly used and kept whole "

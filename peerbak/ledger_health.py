@@ -407,3 +407,16 @@ class HealthRecords:
             await self._db.execute("COMMIT")
 
         await self._guard(doom)
+
+    async def relink_blobs(self, record: Any) -> None:
+        """Blobs copied into ``record``'s pack (prune's repacking) are found there now."""
+
+        async def relink() -> None:
+            await self._db.execute("BEGIN IMMEDIATE")
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
+                [(bytes(e.ident), bytes(record.pack_id), e.plain_length) for e in record.entries],
+            )
+            await self._db.execute("COMMIT")
+
+        await self._guard(relink)

@@ -16,29 +16,40 @@ forgotten snapshots; nothing is deleted. Prune then finds what no kept snapshot 
    holders free them after their own grace period; ``undelete`` brings them back
    until then.
 
-Packs still partly used are kept whole (``unused`` in the report says how much that
-costs); repacking them is left for later.
+Packs used less than half (by plaintext bytes) are repacked: their used blobs are copied
+into new packs, which the ledger then points at, and the old packs are deleted with the
+unused ones. Packs used more are kept whole (``bytes_unused_kept`` says what that costs).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from peerbak import objects
+from peerbak.backup import Packer
+from peerbak.crypto import BlobType
 from peerbak.errors import InputError
 from peerbak.objects import Snapshot, Tree
-from peerbak.repository import Repository
+from peerbak.pack import BlobEntry
+from peerbak.repository import DATA, META, Repository
+from peerbak.restore import read_blobs
 from peerbak.retention import Decision, KeepPolicy, apply_policy
-from peerbak.snapshots import republish
+from peerbak.snapshots import META_PACK, republish
 
 log = logging.getLogger(__name__)
+
+#: Packs whose used share (by plaintext bytes) is below this are repacked by default:
+#: their used blobs are copied into new packs and the old ones deleted.
+REPACK_BELOW: Final = 0.5
 
 
 @dataclass
@@ -50,6 +61,8 @@ class PruneReport:
     packs_unused: int = 0
     packs_partly_used: int = 0
     bytes_unused_kept: int = 0  # plaintext of unused blobs in packs that stay
+    packs_repacked: int = 0  # used less than the threshold: used blobs copied, then deleted
+    bytes_repacked: int = 0
     packs_deleted: int = 0  # shards all in the holders' trash; the rest when they answer
     manifest_copies: int = 0
     dry_run: bool = False
@@ -94,18 +107,21 @@ class _Marks:
     def add_many(self, idents: list[bytes]) -> None:
         self.db.executemany("INSERT OR IGNORE INTO used VALUES (?)", [(i,) for i in idents])
 
-    def used(self, idents: list[bytes]) -> int:
-        """How many of ``idents`` are marked."""
-        found = 0
+    def used_of(self, entries: Sequence[BlobEntry]) -> set[bytes]:
+        """The ids among ``entries`` that are marked."""
+        return {bytes(e.ident) for e in entries} & set(
+            self._found([bytes(e.ident) for e in entries])
+        )
+
+    def _found(self, idents: list[bytes]) -> Iterator[bytes]:
         for start in range(0, len(idents), 500):
             part = idents[start : start + 500]
             marks = ",".join("?" * len(part))
-            row = self.db.execute(
-                f"SELECT count(*) FROM used WHERE id IN ({marks})",  # noqa: S608 - only ?s
+            for (ident,) in self.db.execute(
+                f"SELECT id FROM used WHERE id IN ({marks})",  # noqa: S608 - only ?s
                 part,
-            ).fetchone()
-            found += int(row[0])
-        return found
+            ):
+                yield bytes(ident)
 
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM used").fetchone()[0])
@@ -143,8 +159,11 @@ def _pages(ids: list[bytes], size: int) -> Iterator[list[bytes]]:
         yield ids[start : start + size]
 
 
-async def prune(repo: Repository, *, dry_run: bool = False) -> dict[str, Any]:
-    """Delete the packs no kept snapshot uses (see the module docstring for the order)."""
+async def prune(
+    repo: Repository, *, dry_run: bool = False, repack_below: float = REPACK_BELOW
+) -> dict[str, Any]:
+    """Delete the packs no kept snapshot uses, and repack those used less than
+    ``repack_below`` (by plaintext bytes); see the module docstring for the order."""
     report = PruneReport(dry_run=dry_run)
     await repo.probe()
     snaps = await repo.snapshots()
@@ -154,6 +173,7 @@ async def prune(repo: Repository, *, dry_run: bool = False) -> dict[str, Any]:
         await _mark(repo, snaps, marks, report)
         report.chunks_used = marks.count()
         unused: list[bytes] = []
+        sparse: list[bytes] = []
         async for page in repo.ledger.stored_pack_ids():
             for pack_id in page:
                 found = await repo.ledger.pack(pack_id)
@@ -161,30 +181,88 @@ async def prune(repo: Repository, *, dry_run: bool = False) -> dict[str, Any]:
                     continue
                 record = found[0]
                 report.packs += 1
-                ids = [bytes(e.ident) for e in record.entries]
-                used = marks.used(ids)
-                if used == 0:
+                used = marks.used_of(record.entries)
+                total = sum(e.plain_length for e in record.entries) or 1
+                if not used:
                     unused.append(pack_id)
-                elif used < len(ids):
-                    report.packs_partly_used += 1
-                    report.bytes_unused_kept += sum(
-                        e.plain_length for e in record.entries if not marks.used([bytes(e.ident)])
-                    )
+                elif len(used) < len(record.entries):
+                    live = sum(e.plain_length for e in record.entries if e.ident in used)
+                    if live / total < repack_below:
+                        sparse.append(pack_id)
+                    else:
+                        report.packs_partly_used += 1
+                        report.bytes_unused_kept += total - live
         report.packs_unused = len(unused)
+        report.packs_repacked = len(sparse)
+        if dry_run or not (unused or sparse):
+            return _summary(report)
+        await _repack(repo, sparse, marks, snaps, report)
     finally:
         marks.close()
-    if dry_run or not unused:
-        return _summary(report)
     # Doomed packs leave the index (and the known chunks) now; their shards go once a
     # manifest without them is out. Killed in between, the next backup or prune
     # reclaims them: a doomed pack is a sealed one, as a killed backup leaves.
-    for pack_id in unused:
+    for pack_id in unused + sparse:
         await repo.ledger.doom_pack(pack_id)
     await repo.ledger.reindex_all()
     await repo.ledger.set_meta("index_packs", objects.encode(objects.Index(packs=[])))
     report.manifest_copies = await republish(repo, snaps)
     report.packs_deleted = await repo.reclaim()
     return _summary(report)
+
+
+async def _repack(
+    repo: Repository,
+    sparse: list[bytes],
+    marks: _Marks,
+    snaps: list[Snapshot],
+    report: PruneReport,
+) -> None:
+    """Copy the used blobs of ``sparse`` packs into new packs, one old pack in memory at
+    a time; once the new packs are stored, the ledger finds those blobs there."""
+    if not sparse:
+        return
+    latest = max(snaps, key=lambda x: x.time, default=None)
+    code = repo.code((latest.k, latest.n) if latest else None)
+    loop = asyncio.get_running_loop()
+    made: list[bytes] = []
+
+    def packer(kind: int, target: int) -> Packer:
+        return Packer(
+            repo.keys,
+            code,
+            functools.partial(repo.store_pack, kind=kind),
+            loop,
+            random_bytes=repo.random_bytes,
+            on_pack=lambda record: made.append(bytes(record.pack_id)),
+            threads=1,
+            target_size=target,
+        )
+
+    data, meta = packer(DATA, 16 << 20), packer(META, META_PACK)
+    try:
+        for pack_id in sparse:
+            found = await repo.ledger.pack(pack_id)
+            if found is None:
+                continue
+            record, holders = found
+            raw = await repo.fetch_record(record, holders)
+            blobs = await asyncio.to_thread(list, read_blobs(repo.keys, raw, record))
+            used = marks.used_of([e for e, _ in blobs])
+            for entry, plain in blobs:
+                if entry.ident in used:
+                    target = data if entry.blob_type is BlobType.DATA else meta
+                    await asyncio.to_thread(target.add_chunk, plain, entry.blob_type)
+                    report.bytes_repacked += len(plain)
+        await asyncio.to_thread(data.flush)
+        await asyncio.to_thread(meta.flush)
+    finally:
+        data.close()
+        meta.close()
+    for new in made:
+        found = await repo.ledger.pack(new)
+        if found is not None:
+            await repo.ledger.relink_blobs(found[0])
 
 
 def _summary(r: PruneReport) -> dict[str, Any]:
