@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -240,16 +240,3 @@ class Schedule:
             out.append(member)
             heapq.heappush(self._heap, (when + self._rng.expovariate(self._rate), member))
         return out
-
-
-async def run_due(
-    repo: Repository, schedule: Schedule, rng: random.Random, clock: Callable[[], float]
-) -> list[Outcome]:
-    """Challenge every member whose time has come (one at a time: they are cheap)."""
-    outcomes = []
-    for node in schedule.due(clock()):
-        member = repo.members.get(node)
-        if member is None:
-            continue
-        outcomes.append(await challenge(repo, member, rng, clock()))
-    return outcomes

@@ -377,19 +377,6 @@ class HealthRecords:
 
         await self._guard(remove)
 
-    async def release_later(
-        self, pack_id: bytes, holders: Sequence[tuple[int, bytes]], now: float
-    ) -> None:
-        """Shards to delete from holders that are away: asked again when they answer."""
-
-        async def add() -> None:
-            await self._db.executemany(
-                "INSERT OR REPLACE INTO moves VALUES (?, ?, ?, 'release', ?)",
-                [(pack_id, i, h, now) for i, h in holders],
-            )
-
-        await self._guard(add)
-
     async def reindex_all(self) -> None:
         """Every stored pack to be listed by the next index written (prune rewrites it)."""
         await self._run("UPDATE packs SET indexed = 0 WHERE state = 'stored'")

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Share of challenge slots that read a whole shard instead, budget permitting.
 READ_WHOLE_SHARE: Final = 0.1
+#: Recent challenge outcomes and repair reports kept in memory (tests and status).
+KEPT: Final = 1000
 #: Packs repaired per hold of the lock: a backup waiting for it gets in between.
 BATCH: Final = 32
 
@@ -75,6 +77,7 @@ class Maintainer:
                 if member is None or not member.up:
                     continue
                 self.outcomes.append(await self._one(repo, member, parse_size(m.read_per_day)))
+                del self.outcomes[:-KEPT]  # a daemon runs for months
             more = False
             if repair_now or now - self.last_repair >= m.probe_minutes * 60:
                 more = await self._repair(repo, config, now)
@@ -112,6 +115,7 @@ class Maintainer:
         self.last_repair = now
         r = self.last_report
         self.reports.append(r)
+        del self.reports[:-KEPT]
         if r.packs_repaired or r.shards_released or r.stuck:
             log.info(
                 "repair: %d packs repaired, %d shards placed, %d released, %d stuck",
