@@ -767,11 +767,14 @@ class FilesCacheDb:
 
     The walk asks once per directory; going through the event loop (busy sending
     shards) would cost a loop turn each time, seconds over a tree. Writes are batched
-    into one transaction per ``BATCH`` directories and only for directories whose
-    files changed. Use from one thread; :meth:`close` commits what is pending.
+    into one transaction per ``BATCH`` directories or ``BATCH_FILES`` files, whichever
+    comes first (big directories must not keep a whole tree's entries in memory), and
+    only for directories whose files changed. Use from one thread; :meth:`close`
+    commits what is pending.
     """
 
     BATCH: Final = 256
+    BATCH_FILES: Final = 16_384
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -782,6 +785,7 @@ class FilesCacheDb:
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open the ledger at {path}: {exc}") from None
         self._pending: list[tuple[bytes, dict[bytes, CachedFile]]] = []
+        self._pending_files = 0
         try:  # a first backup asks nothing: one query instead of one per directory
             self._empty = self._db.execute("SELECT 1 FROM files_cache LIMIT 1").fetchone() is None
         except sqlite3.Error as exc:
@@ -807,7 +811,8 @@ class FilesCacheDb:
 
     def store(self, parent: bytes, files: dict[bytes, CachedFile]) -> None:
         self._pending.append((parent, files))
-        if len(self._pending) >= self.BATCH:
+        self._pending_files += len(files)
+        if len(self._pending) >= self.BATCH or self._pending_files >= self.BATCH_FILES:
             self.flush()
 
     def flush(self) -> None:
@@ -831,6 +836,7 @@ class FilesCacheDb:
                     self._db.execute("ROLLBACK")
             raise LedgerError(f"ledger {self.path}: {exc}") from None
         self._pending.clear()
+        self._pending_files = 0
 
     def close(self) -> None:
         try:

@@ -39,7 +39,7 @@ from peerbak.backup import Packer
 from peerbak.crypto import BlobType
 from peerbak.errors import InputError
 from peerbak.objects import Snapshot, Tree
-from peerbak.pack import BlobEntry
+from peerbak.pack import BlobEntry, PackRecord
 from peerbak.repository import DATA, META, Repository
 from peerbak.restore import read_blobs
 from peerbak.retention import Decision, KeepPolicy, apply_policy
@@ -246,14 +246,21 @@ async def _repack(
             if found is None:
                 continue
             record, holders = found
+            used = marks.used_of(record.entries)
             raw = await repo.fetch_record(record, holders)
-            blobs = await asyncio.to_thread(list, read_blobs(repo.keys, raw, record))
-            used = marks.used_of([e for e, _ in blobs])
-            for entry, plain in blobs:
-                if entry.ident in used:
-                    target = data if entry.blob_type is BlobType.DATA else meta
-                    await asyncio.to_thread(target.add_chunk, plain, entry.blob_type)
-                    report.bytes_repacked += len(plain)
+
+            def copy(raw: bytes = raw, record: PackRecord = record, used: set[bytes] = used) -> int:
+                """Used blobs into the new packs, one at a time (no list of them all)."""
+                copied = 0
+                for entry, plain in read_blobs(repo.keys, raw, record):
+                    if entry.ident in used:
+                        target = data if entry.blob_type is BlobType.DATA else meta
+                        target.add_chunk(plain, entry.blob_type)
+                        copied += len(plain)
+                return copied
+
+            report.bytes_repacked += await asyncio.to_thread(copy)
+            del raw
         await asyncio.to_thread(data.flush)
         await asyncio.to_thread(meta.flush)
     finally:
