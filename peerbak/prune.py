@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from peerbak import objects
-from peerbak.backup import Packer
+from peerbak.backup import KnownChunks, Packer
 from peerbak.crypto import BlobType
 from peerbak.errors import InputError
 from peerbak.objects import Snapshot, Tree
@@ -235,10 +235,12 @@ async def _repack(
             loop,
             random_bytes=repo.random_bytes,
             on_pack=lambda record: made.append(bytes(record.pack_id)),
+            known=copied,  # 16 bytes a chunk, not a set's 90
             threads=1,
             target_size=target,
         )
 
+    copied = KnownChunks()
     data, meta = packer(DATA, 16 << 20), packer(META, META_PACK)
     try:
         for pack_id in sparse:
