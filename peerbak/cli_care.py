@@ -161,11 +161,16 @@ def challenge(count: int, only: str | None, seed: int | None, as_json: bool) -> 
     rng = random.Random(seed) if seed is not None else random.SystemRandom()  # noqa: S311
 
     async def go(repo: Any) -> list[dict[str, Any]]:
+        chosen = [
+            m
+            for m in repo.members.values()
+            if not only or m.name == only or m.node.hex().startswith(only.lower())
+        ]
+        if not chosen:
+            raise InputError(f"no member is called {only!r} (`peerbak peers` lists them)")
         await repo.probe()
         out = []
-        for m in repo.members.values():
-            if only and not (m.name == only or m.node.hex().startswith(only.lower())):
-                continue
+        for m in chosen:
             for _ in range(count):
                 if not m.up:
                     out.append({"member": m.name, "result": "offline", "evidence": m.error})

@@ -271,6 +271,16 @@ def test_status_and_peers_say_it_in_plain_words(pool: list[Daemon]) -> None:
     assert members["f1"]["state"] == "ok"  # trusted again
     assert all(m["last_seen"] for m in members.values())
 
+    out = owner.cli("challenge", "--count", "2", "--seed", "5", check=False)
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(rows) == 2 * 6
+    assert {r["result"] for r in rows} <= {"pass", "nothing"}
+    assert all(r["wire_bytes"] > 4096 for r in rows if r["result"] == "pass")
+    out = owner.cli("challenge", "--member", "nobody", check=False)
+    assert out.returncode == 64
+    assert "nobody" in out.stderr
+
 
 def test_simulate_runs_on_this_pool_as_observed(pool: list[Daemon]) -> None:
     out = pool[0].cli("simulate", "--pool", "--runs", "20", "--workers", "1", check=False)
