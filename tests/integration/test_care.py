@@ -276,7 +276,7 @@ def test_status_and_peers_say_it_in_plain_words(pool: list[Daemon]) -> None:
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(rows) == 2 * 6
     assert {r["result"] for r in rows} <= {"pass", "nothing"}
-    assert all(r["wire_bytes"] > 4096 for r in rows if r["result"] == "pass")
+    assert all(r["wire_bytes"] > 100 for r in rows if r["result"] == "pass")  # leaves + paths
     out = owner.cli("challenge", "--member", "nobody", check=False)
     assert out.returncode == 64
     assert "nobody" in out.stderr

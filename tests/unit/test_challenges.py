@@ -8,18 +8,21 @@ process driven by a clock the test steps.
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from peerbak import merkle, wire
-from peerbak.challenges import LEAVES, Schedule, check_proof
+from peerbak.challenges import LEAVES, MAX_TRIES, Schedule, challenge, check_proof
 from peerbak.crypto import NodeKeys
-from peerbak.errors import InputError
+from peerbak.errors import InputError, PeerUnavailable
 from peerbak.health import DAY, challenges_to_detect, detection_probability
 from peerbak.holder import _prove
 from peerbak.ids import ShardKey
+from peerbak.ledger import Ledger
 from peerbak.pack import PackRecord
+from peerbak.repository import Member
 from peerbak.store import DirectoryShareStore
 from tests.conftest import build_pack
 
@@ -157,3 +160,59 @@ def test_uniform_choice_finds_a_10_percent_loss_as_often_as_the_formula_says() -
                 break
     expected = detection_probability(lost / shards, 22)  # 0.90
     assert abs(within_22 / runs - expected) < 0.03
+
+
+class _StallingLink:
+    """A holder that answers probes but never a challenge (or nothing at all)."""
+
+    def __init__(self, answers_probes: bool) -> None:
+        self.answers_probes = answers_probes
+
+    async def challenge(self, *_: object) -> wire.Proof:
+        raise PeerUnavailable("no answer within 30 s")
+
+    async def space(self) -> wire.SpaceInfo:
+        if not self.answers_probes:
+            raise PeerUnavailable("connection refused")
+        return wire.SpaceInfo(quota=1 << 30, used=0, free=1 << 30)
+
+    def seen_alive(self) -> None:
+        pass
+
+
+class _Repo:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    async def compare_listing(self, _member: object) -> AsyncIterator[tuple[str, bytes, int]]:
+        nothing: list[tuple[str, bytes, int]] = []  # the audit finds nothing else missing
+        for item in nothing:
+            yield item
+
+
+@pytest.mark.parametrize("answers_probes", [True, False])
+async def test_a_stalling_member_is_contained_then_fails_but_an_offline_one_does_not(
+    tmp_path: Path, keys: NodeKeys, rng: random.Random, answers_probes: bool
+) -> None:
+    node = b"h" * 32
+    record, _ = build_pack(keys, rng)
+    async with await Ledger.open(tmp_path / "ledger.sqlite") as ledger:
+        await ledger.add_pack(record, 1, [node] * record.n, 1.0)
+        await ledger.pack_stored(record, list(range(record.n)))
+        member = Member(node, "stalls", _StallingLink(answers_probes))  # type: ignore[arg-type]
+        repo = _Repo(ledger)
+        results = [
+            await challenge(repo, member, random.Random(i), 10.0 + i)  # type: ignore[arg-type]
+            for i in range(MAX_TRIES)
+        ]
+        stats = (await ledger.member_stats()).get(node)
+    if answers_probes:  # the same shard each time, then a failure with its evidence
+        assert [r.result for r in results] == ["stalled"] * (MAX_TRIES - 1) + ["fail"]
+        assert len({(r.pack_id, r.index) for r in results}) == 1
+        assert f"no answer to {MAX_TRIES} tries" in results[-1].evidence
+        assert stats is not None
+        assert stats.failed == 1
+        assert stats.failing_since is not None
+    else:  # offline: the grace deals with it, not the challenges
+        assert [r.result for r in results] == ["offline"] * MAX_TRIES
+        assert stats is None or (stats.failed, stats.failing_since) == (0, None)
