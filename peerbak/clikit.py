@@ -91,7 +91,12 @@ def emit_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) ->
         table.add_column(col, justify="right" if col[:1].isdigit() or "/" in col else "left")
     for row in rows:
         table.add_row(*(str(c) for c in row))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        # Piped or redirected: whole rows, never wrapped or cut at 80 columns.
+        width = console.measure(table, options=console.options.update_width(1000)).maximum
+        console = Console(width=max(console.width, width))
+    console.print(table)
 
 
 def _home_path() -> Path:

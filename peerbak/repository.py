@@ -185,8 +185,9 @@ class Repository:
         """Ask every member, in parallel, whether it is up and how much it will take."""
 
         async def one(m: Member) -> None:
-            t0 = time.monotonic()
             try:
+                await m.link.space()  # connects first if need be
+                t0 = time.monotonic()  # latency: a round trip alone, not the SSH handshake
                 info = await m.link.space()
             except PeerbakError as exc:
                 m.up, m.error = False, str(exc)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from peerbak.cli import cli
-from peerbak.clikit import EXIT_CODES, parse_size
+from peerbak.clikit import EXIT_CODES, emit_table, parse_size
 from peerbak.errors import InputError
 
 
@@ -78,6 +78,18 @@ def test_human_tables_render() -> None:
     )
     assert code == 0
     assert "encode" in out
+
+
+def test_piped_tables_keep_whole_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    """Redirected output is for grep and scripts: no row wrapped or cut at 80 columns."""
+    path = "/srv/backups/" + "photos-of-a-long-holiday/" * 4
+    emit_table("snapshots", ["id", "paths", "files"], [["f7e317fe", path, 12747]])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "f7e317fe" in line)
+    assert path in row
+    assert "12747" in row
+    assert len(row) > 80
+    assert "…" not in out
 
 
 @pytest.mark.parametrize(
