@@ -745,7 +745,9 @@ def benchmark_codec(pairs: str, size: str, seconds: float, as_json: bool) -> Non
 @click.option("--source", type=click.Path(exists=True, file_okay=False), help="Use a real tree.")
 @click.option("-k", "k", default=3, show_default=True, help="Shards needed to rebuild a pack.")
 @click.option("-n", "n", default=5, show_default=True, help="Shards stored per pack.")
-@click.option("--threads", default=2, show_default=True, help="Sealing threads.")
+@click.option(
+    "--threads", default=0, show_default=True, help="Sealing threads (0: in the reading thread)."
+)
 @click.option("--fsync/--no-fsync", default=True, show_default=True, help="Durable shard writes.")
 @click.option(
     "--holders-verify",

@@ -82,6 +82,9 @@ def bench_backup(
             say(f"generating a {size / 2**30:.1f} GiB mixed tree ...")
             source = base / "tree"
             generate(source, "mixed", size)
+        # A freshly written tree is still being flushed to disk; whoever runs first would
+        # pay for it (peerbak's friends fsync each shard), so both start on a settled disk.
+        os.sync()
         files = sum(len(f) for _, _, f in os.walk(source))
         total = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
         result: dict[str, Any] = {"files": files, "bytes": total, "source": str(source)}

@@ -236,7 +236,6 @@ async def _repack(
             random_bytes=repo.random_bytes,
             on_pack=lambda record: made.append(bytes(record.pack_id)),
             known=copied,  # 16 bytes a chunk, not a set's 90
-            threads=1,
             target_size=target,
         )
 

@@ -193,7 +193,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
             return nothing
         return functools.partial(_store, repo, kind=kind)
 
-    def packer(kind: int, target: int, threads: int) -> Packer:
+    def packer(kind: int, target: int) -> Packer:
         return Packer(
             repo.keys,
             code,
@@ -202,12 +202,11 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
             random_bytes=repo.random_bytes,
             on_pack=lambda record: made.append(Made.of(record, kind)),
             known=known,
-            threads=threads,
             target_size=target,
         )
 
-    data = packer(DATA, pack_size, 2)
-    meta = packer(META, META_PACK, 1)
+    data = packer(DATA, pack_size)
+    meta = packer(META, META_PACK)
     cancelled = threading.Event()
     cache = None if dry_run else _LedgerCache(repo)
     archiver = Archiver(
@@ -441,7 +440,6 @@ async def republish(repo: Repository, snapshots: Sequence[Snapshot] | None = Non
         loop,
         random_bytes=repo.random_bytes,
         on_pack=lambda record: made.append(Made.of(record, META)),
-        threads=1,
         target_size=META_PACK,
     )
     try:

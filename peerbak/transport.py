@@ -35,6 +35,8 @@ USERNAME: Final = "peerbak"
 #: hundreds of MB/s on loopback, small enough to bound what a slow peer makes us buffer.
 WINDOW: Final = 8 << 20
 MAX_PKTSIZE: Final = 256 << 10
+#: Data frame payload: the packet size less the channel's and the frame's own headers.
+DATA_FRAME: Final = MAX_PKTSIZE - 64
 LOGIN_TIMEOUT: Final = 20.0
 KEEPALIVE: Final = 30.0
 
@@ -142,8 +144,12 @@ class FramedChannel:
         await self._write(wire.encode(msg))
 
     async def send_data(self, data: bytes | bytearray | memoryview) -> None:
-        """``data`` as a run of Data frames, written with flow control."""
-        for frame in wire.data_frames(memoryview(data)):
+        """``data`` as a run of Data frames, written with flow control.
+
+        Each frame fits one SSH packet: asyncssh cuts a longer write into packets by
+        slicing its buffer and shifting the rest down, 1.5 extra copies of a 1 MiB frame.
+        """
+        for frame in wire.data_frames(memoryview(data), DATA_FRAME):
             await self._write(frame)
 
     async def send_raw(self, data: bytes) -> None:
