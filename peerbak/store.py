@@ -46,6 +46,8 @@ _FILE_MODE: Final = 0o600
 #: A replaced manifest is kept in the trash at most this often (seconds).
 MANIFEST_TRASH_EVERY: Final = 86400.0
 _DIR_MODE: Final = 0o700
+#: Bytes of a streamed shard written (and hashed) per hop to a worker thread.
+WRITE_BATCH: Final = 1 << 20
 
 
 def _check_key(key: ShardKey, header: ShardHeader) -> None:
@@ -387,9 +389,21 @@ class DirectoryShareStore:
             async for _ in data:  # the same shard is stored: drain and agree
                 pass
             return
+
+        def write(pieces: list[bytes]) -> None:
+            for piece in pieces:
+                incoming.write(piece, hash_leaves=True)
+
         try:
+            batch: list[bytes] = []
+            size = 0
             async for piece in data:
-                await asyncio.to_thread(incoming.write, piece, hash_leaves=True)
+                batch.append(piece)
+                size += len(piece)
+                if size >= WRITE_BATCH:  # one thread hop a MiB, not one a frame
+                    await asyncio.to_thread(write, batch)
+                    batch, size = [], 0
+            await asyncio.to_thread(write, batch)
             await asyncio.to_thread(incoming.commit)
         finally:
             incoming.abort()

@@ -35,8 +35,9 @@ USERNAME: Final = "peerbak"
 #: hundreds of MB/s on loopback, small enough to bound what a slow peer makes us buffer.
 WINDOW: Final = 8 << 20
 MAX_PKTSIZE: Final = 256 << 10
-#: Data frame payload: the packet size less the channel's and the frame's own headers.
-DATA_FRAME: Final = MAX_PKTSIZE - 64
+#: Data frame payload: within one packet with the channel's and the frame's own headers,
+#: and a whole number of 4 KiB Merkle leaves, so a holder hashes each frame as it comes.
+DATA_FRAME: Final = MAX_PKTSIZE - 4096
 LOGIN_TIMEOUT: Final = 20.0
 KEEPALIVE: Final = 30.0
 
