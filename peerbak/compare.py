@@ -5,7 +5,10 @@ peerbak backs up to five friends (separate daemons on 127.0.0.1, 3-of-5), restic
 directory. Both are timed as the commands a user runs (process start to exit) and
 their peak RSS taken from the kernel (``wait4``) for the backing-up process alone.
 Three steps: first backup, a second backup with nothing changed, and a restore (for
-peerbak with two of the five friends killed). Machines are noisy: compare the ratios.
+peerbak with two of the five friends killed). Each step starts after ``sync``, on a
+disk with nothing left to flush from the step before (a freshly generated tree or a
+deleted restore would otherwise be paid for by whoever runs next). Machines are
+noisy: compare the ratios.
 """
 
 from __future__ import annotations
@@ -82,9 +85,6 @@ def bench_backup(
             say(f"generating a {size / 2**30:.1f} GiB mixed tree ...")
             source = base / "tree"
             generate(source, "mixed", size)
-        # A freshly written tree is still being flushed to disk; whoever runs first would
-        # pay for it (peerbak's friends fsync each shard), so both start on a settled disk.
-        os.sync()
         files = sum(len(f) for _, _, f in os.walk(source))
         total = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
         result: dict[str, Any] = {"files": files, "bytes": total, "source": str(source)}
@@ -96,6 +96,7 @@ def bench_backup(
 
         def step(name: str, tool: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
             say(f"{tool}: {name} ...")
+            os.sync()  # what the step before left dirty is not this step's cost
             pids = [n.proc.pid for n in nodes[1:] if n.proc is not None]
             before = _daemon_cpu(pids)
             seconds, cpu, rss, _ = _run(cmd, env)
