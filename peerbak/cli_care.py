@@ -8,6 +8,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -130,13 +131,19 @@ def peers_table(as_json: bool) -> None:
         click.echo(f"{when}: {who} {f['outcome']} on shard {f['shard']}: {f['evidence']}")
 
 
+def _matching(members: Iterable[Any], text: str) -> list[Any]:
+    """Members called ``text``; failing that, those whose id starts with it. A name wins
+    over an id prefix: a member named ``f1`` is meant even if some id begins ``f1``."""
+    members = list(members)
+    named = [m for m in members if m.name == text]
+    return named or [m for m in members if m.node.hex().startswith(text.lower())]
+
+
 def trust_again(text: str, as_json: bool) -> None:
     """Clear a member's failing mark: it gets shards again and its good ones count."""
 
     async def go(repo: Any) -> dict[str, Any]:
-        found = [
-            m for m in repo.members.values() if m.name == text or m.node.hex().startswith(text)
-        ]
+        found = _matching(repo.members.values(), text)
         if len(found) != 1:
             raise InputError(f"{len(found)} members match {text!r}: give a name or a longer id")
         await repo.ledger.set_failing(found[0].node, None)
@@ -161,11 +168,7 @@ def challenge(count: int, only: str | None, seed: int | None, as_json: bool) -> 
     rng = random.Random(seed) if seed is not None else random.SystemRandom()  # noqa: S311
 
     async def go(repo: Any) -> list[dict[str, Any]]:
-        chosen = [
-            m
-            for m in repo.members.values()
-            if not only or m.name == only or m.node.hex().startswith(only.lower())
-        ]
+        chosen = list(repo.members.values()) if not only else _matching(repo.members.values(), only)
         if not chosen:
             raise InputError(f"no member is called {only!r} (`peerbak peers` lists them)")
         await repo.probe()

@@ -123,3 +123,19 @@ def test_json_failure_ends_with_exit_error_line() -> None:
 def test_unknown_option_is_exit_2() -> None:
     code, _, _ = _run("benchmark", "codec", "--bogus")
     assert code == 2
+
+
+def test_a_member_name_wins_over_an_id_prefix() -> None:
+    """`peers trust f1` means the member named f1, even when another's id starts f1."""
+    from types import SimpleNamespace
+
+    from peerbak.cli_care import _matching
+
+    named = SimpleNamespace(name="f1", node=bytes.fromhex("0a" * 16))
+    hexed = SimpleNamespace(name="f2", node=bytes.fromhex("f1" + "00" * 15))
+    other = SimpleNamespace(name="f3", node=bytes.fromhex("f1aa" + "00" * 14))
+    members = [hexed, named, other]
+    assert _matching(members, "f1") == [named]
+    assert _matching(members, "F1AA") == [other]
+    assert _matching(members, "f1a") == [other]
+    assert _matching(members, "zz") == []
