@@ -176,6 +176,12 @@ class PeerLink:
             self._conn = None
 
     @property
+    def warm(self) -> bool:
+        """A request now costs one round trip: connected, with an idle channel open."""
+        conn = self._conn
+        return conn is not None and not conn.is_closed() and any(not c.closing for c in self._idle)
+
+    @property
     def cipher(self) -> str:
         """The negotiated cipher of the current connection, for reports."""
         if self._conn is None:

@@ -186,8 +186,9 @@ class Repository:
 
         async def one(m: Member) -> None:
             try:
-                await m.link.space()  # connects first if need be
-                t0 = time.monotonic()  # latency: a round trip alone, not the SSH handshake
+                if not m.link.warm:  # latency is a round trip, not dialling and SSH login
+                    await m.link.space()
+                t0 = time.monotonic()
                 info = await m.link.space()
             except PeerbakError as exc:
                 m.up, m.error = False, str(exc)
