@@ -403,7 +403,8 @@ class DirectoryShareStore:
                 if size >= WRITE_BATCH:  # one thread hop a MiB, not one a frame
                     await asyncio.to_thread(write, batch)
                     batch, size = [], 0
-            await asyncio.to_thread(write, batch)
+            if batch:
+                await asyncio.to_thread(write, batch)
             await asyncio.to_thread(incoming.commit)
         finally:
             incoming.abort()
