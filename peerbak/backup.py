@@ -11,9 +11,10 @@ uploads) and keeps two things busy at once:
 Chunks are sealed in the calling thread unless ``threads`` asks for a pool. Handing
 every chunk to a pool and back costs more than it saves: with a pool of two, a first
 backup of the 1 GiB mixed tree to five local friends took 10.0–10.4 s and made 148,000
-context switches; sealed in place, 8.5–8.6 s and 63,000 (``backup --dry-run``: 6.1–6.5 s
-against 4.9 s). zstd and libsodium release the GIL, but most chunks are small files
-whose hand-off takes longer than their compression.
+context switches; sealed in place, and encrypted straight into the pack, 7.8–8.1 s
+and 55,000 (``backup --dry-run``: 6.1–6.5 s against 4.9 s). zstd and libsodium release
+the GIL, but most chunks are small files whose hand-off takes longer than their
+compression.
 
 WRITERS pack buffers take turns: one fills while the others are coded and stored.
 Data shards are views of the pack buffer and parity is written into buffers kept

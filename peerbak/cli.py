@@ -38,15 +38,15 @@ import click
 from peerbak import __version__
 from peerbak.clikit import (
     EXIT_INTERRUPTED,
-    _echo,
-    _fail,
-    _home_path,
-    _json_rows,
-    _open_home,
-    _repo_call,
-    _size,
+    emit,
     emit_table,
+    exit_with,
+    home_path,
+    human_size,
+    json_rows,
+    open_home,
     parse_size,
+    repo_call,
     run,
 )
 from peerbak.errors import InputError
@@ -92,7 +92,7 @@ def init(name: str, port: int, listen: str, no_lan: bool, as_json: bool) -> None
         )
         if no_lan:
             text = text.replace("lan = true", "lan = false")
-        home = Home.create(_home_path(), secret, text)
+        home = Home.create(home_path(), secret, text)
         asyncio.run(_init_ledger(home))
         key_text = encode_recovery_key(secret)
         txt, png = home.write_recovery_kit(key_text, keys.node_id, name)
@@ -105,7 +105,7 @@ def init(name: str, port: int, listen: str, no_lan: bool, as_json: bool) -> None
         }
 
     info = run(as_json, go)
-    _echo(
+    emit(
         as_json,
         info,
         f"Created node {info['node'][:12]} in {info['home']}\n\n"
@@ -139,14 +139,14 @@ def daemon() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per connection is noise
-    home = run(False, _open_home)
+    home = run(False, open_home)
     run(False, lambda: asyncio.run(run_daemon(home)))
 
 
 def _control(request: dict[str, Any]) -> dict[str, Any]:
     from peerbak.control import call
 
-    home = _open_home()
+    home = open_home()
     return call(home.control_socket, request)
 
 
@@ -179,7 +179,7 @@ def peers_remove(node: str, as_json: bool) -> None:
     """Remove a member from the pool (a signed change every member applies)."""
     info = run(as_json, lambda: _control({"cmd": "remove", "node": node.lower()}))
     info.pop("ok", None)
-    _echo(as_json, info, _removal_text(info, "Removed"))
+    emit(as_json, info, _removal_text(info, "Removed"))
 
 
 @cli.command(hidden=True)
@@ -187,7 +187,7 @@ def peers_remove(node: str, as_json: bool) -> None:
 def gossip(as_json: bool) -> None:
     """Push this node's roster records to every member now (normally every 10 minutes)."""
     info = run(as_json, lambda: _control({"cmd": "gossip"}))
-    _echo(as_json, info, f"Told {info['members'] - 1} members what this node knows.")
+    emit(as_json, info, f"Told {info['members'] - 1} members what this node knows.")
 
 
 @cli.command()
@@ -196,7 +196,7 @@ def leave(as_json: bool) -> None:
     """Leave the pool: this node stops being a member for everyone."""
     info = run(as_json, lambda: _control({"cmd": "leave"}))
     info.pop("ok", None)
-    _echo(as_json, info, _removal_text(info, "Left the pool; removed"))
+    emit(as_json, info, _removal_text(info, "Left the pool; removed"))
 
 
 def _removal_text(info: dict[str, Any], verb: str) -> str:
@@ -243,9 +243,9 @@ def join(token: str, as_json: bool) -> None:
     """Join the pool a friend invited this node to."""
     from peerbak.node import join_pool
 
-    home = run(as_json, _open_home)
+    home = run(as_json, open_home)
     info = run(as_json, lambda: asyncio.run(join_pool(home, token)))
-    _echo(
+    emit(
         as_json,
         info,
         f"Joined pool {info['pool'][:12]} through {info['inviter'][:12]}: "
@@ -290,9 +290,9 @@ class _Progress:
         files = f"{status['files_done']}" + (
             f"/{status['total_files']}" if status.get("total_files") else ""
         )
-        of = f" / {_size(total)}" if total else ""
+        of = f" / {human_size(total)}" if total else ""
         line = (
-            f"[{_clock(elapsed)}] {files} files  {_size(done)}{of}  "
+            f"[{_clock(elapsed)}] {files} files  {human_size(done)}{of}  "
             f"{rate / 1e6:.0f} MB/s{eta}  {status['errors']} errors"
         )
         click.echo("\r" + line[:150].ljust(100), nl=False, err=True)
@@ -355,7 +355,7 @@ def backup(
             click.echo(("\n" if progress.shown else "") + f"warning: {message}", err=True)
 
     def go() -> dict[str, Any]:
-        home = _open_home()
+        home = open_home()
         patterns = list(exclude)
         for name in exclude_file:
             try:
@@ -390,11 +390,11 @@ def backup(
             f"Files: {s['files_new']} new, {s['files_changed']} changed, "
             f"{s['files_unmodified']} unmodified\n"
             f"Dirs: {s['dirs']}\n"
-            f"Added to the pool: {_size(s['data_added'])} new data, "
-            f"{_size(s['stored_added'])} stored with redundancy ({s['k']}-of-{s['n']}, "
+            f"Added to the pool: {human_size(s['data_added'])} new data, "
+            f"{human_size(s['stored_added'])} stored with redundancy ({s['k']}-of-{s['n']}, "
             f"{s['packs_added']} packs)\n"
             f"Processed {s['total_files_processed']} files, "
-            f"{_size(s['total_bytes_processed'])} in {_clock(s['total_duration'])}\n"
+            f"{human_size(s['total_bytes_processed'])} in {_clock(s['total_duration'])}\n"
             + (
                 "Dry run: nothing was stored."
                 if s["dry_run"]
@@ -418,7 +418,7 @@ def snapshots(tag: tuple[str, ...], as_json: bool) -> None:
             _snapshot_row(s) for s in await repo.snapshots() if not tag or set(tag) & set(s.tags)
         ]
 
-    rows = _repo_call(as_json, go)
+    rows = repo_call(as_json, go)
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -433,7 +433,7 @@ def snapshots(tag: tuple[str, ...], as_json: bool) -> None:
                 ",".join(r["tags"]),
                 "\n".join(r["paths"]),
                 r["summary"]["total_files"],
-                _size(r["summary"]["total_bytes"]),
+                human_size(r["summary"]["total_bytes"]),
                 f"{r['k']}/{r['n']}",
             )
             for r in rows
@@ -472,7 +472,7 @@ def ls(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
         snap = await repo.find_snapshot(snapshot)
         return [row async for row in list_tree(repo, snap, path)]
 
-    rows = _repo_call(as_json, go)
+    rows = repo_call(as_json, go)
     for row in rows:
         if as_json:
             click.echo(json.dumps(row))
@@ -491,7 +491,7 @@ def restore(snapshot: str, target: str, include: tuple[str, ...], as_json: bool)
     """Restore SNAPSHOT (an id prefix, or latest) into --target DIR."""
     from peerbak.restorer import run_restore
 
-    summary = _repo_call(
+    summary = repo_call(
         as_json, lambda repo: run_restore(repo, snapshot, Path(target), list(include) or None)
     )
     code = summary.pop("exit_code")
@@ -503,7 +503,7 @@ def restore(snapshot: str, target: str, include: tuple[str, ...], as_json: bool)
     served = ", ".join(f"{k} ({v} shards)" for k, v in summary["served_by"].items())
     text = (
         f"Restored snapshot {summary['snapshot_id'][:8]} to {summary['target']}: "
-        f"{summary['files_restored']} files, {_size(summary['bytes_restored'])} in "
+        f"{summary['files_restored']} files, {human_size(summary['bytes_restored'])} in "
         f"{summary['total_duration']:.1f} s ({summary['mb_per_s']} MB/s)\nServed by: {served}"
     )
     for name, why in summary["down"].items():
@@ -538,8 +538,8 @@ def demo(source: str | None, size: str, keep: bool, as_json: bool) -> None:
     r = report
     served = ", ".join(f"{k} ({v} shards)" for k, v in sorted(r["served_by"].items()))
     click.echo(
-        f"\nBacked up {r['files']} files, {_size(r['bytes'])}, {r['k']}-of-{r['n']}: "
-        f"{_size(r['stored_bytes'])} on friends' disks, in {r['backup_seconds']:.1f} s "
+        f"\nBacked up {r['files']} files, {human_size(r['bytes'])}, {r['k']}-of-{r['n']}: "
+        f"{human_size(r['stored_bytes'])} on friends' disks, in {r['backup_seconds']:.1f} s "
         f"({r['backup_mb_s']} MB/s)\n"
         f"Killed {' and '.join(r['killed'])}; restored in {r['restore_seconds']:.1f} s "
         f"({r['restore_mb_s']} MB/s) from {served}\n"
@@ -577,12 +577,12 @@ def recover(
             key = click.prompt("Recovery key", hide_input=True, err=True)
         return asyncio.run(
             do_recover(
-                _home_path(), key, address, name=name, port=port, listen=listen, lan=not no_lan
+                home_path(), key, address, name=name, port=port, listen=listen, lan=not no_lan
             )
         )
 
     info = run(as_json, go)
-    _echo(
+    emit(
         as_json,
         info,
         f"Recovered node {info['node'][:12]} into {info['home']} through member "
@@ -598,7 +598,7 @@ def stats(snapshot: str | None, as_json: bool) -> None:
     """Sizes: logical, deduplicated, stored with redundancy; per snapshot and member."""
     from peerbak.stats import run_stats
 
-    info = _repo_call(as_json, lambda repo: run_stats(repo, snapshot))
+    info = repo_call(as_json, lambda repo: run_stats(repo, snapshot))
     if as_json:
         click.echo(json.dumps(info))
         return
@@ -609,22 +609,27 @@ def stats(snapshot: str | None, as_json: bool) -> None:
     )
     click.echo(
         f"{what}: {info['files']} files\n"
-        f"  logical size:        {_size(info['logical_bytes'])}\n"
-        f"  deduplicated:        {_size(info['deduplicated_bytes'])}\n"
-        f"  stored (redundancy): {_size(info['stored_bytes'])}"
+        f"  logical size:        {human_size(info['logical_bytes'])}\n"
+        f"  deduplicated:        {human_size(info['deduplicated_bytes'])}\n"
+        f"  stored (redundancy): {human_size(info['stored_bytes'])}"
     )
     emit_table(
         "added by each snapshot",
         ["snapshot", "new data", "stored", "packs"],
         (
-            (r["snapshot"][:8], _size(r["data_added"]), _size(r["stored_added"]), r["packs_added"])
+            (
+                r["snapshot"][:8],
+                human_size(r["data_added"]),
+                human_size(r["stored_added"]),
+                r["packs_added"],
+            )
             for r in info["added_by_snapshot"]
         ),
     )
     emit_table(
         "held by each member",
         ["member", "name", "shards", "bytes"],
-        ((m["node"][:12], m["name"], m["shards"], _size(m["bytes"])) for m in info["members"]),
+        ((m["node"][:12], m["name"], m["shards"], human_size(m["bytes"])) for m in info["members"]),
     )
 
 
@@ -656,7 +661,7 @@ def check(
             report["ok"] = report["ok"] and not drill["problems"]
         return report
 
-    report = _repo_call(as_json, go)
+    report = repo_call(as_json, go)
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -714,7 +719,7 @@ def benchmark_codec(pairs: str, size: str, seconds: float, as_json: bool) -> Non
     from peerbak.benchmark import bench_codec
 
     rows = run(as_json, lambda: bench_codec(_pairs(pairs), parse_size(size), seconds))
-    if _json_rows(as_json, rows):
+    if json_rows(as_json, rows):
         return
     emit_table(
         f"erasure code, {size} pack, one core (MB/s of pack data)",
@@ -790,7 +795,7 @@ def benchmark_pipeline(
         )
 
     rows = run(as_json, go)
-    if _json_rows(as_json, rows):
+    if json_rows(as_json, rows):
         return
     emit_table(
         f"data path, {k}-of-{n}, fsync {'on' if fsync else 'off'}, "
@@ -856,7 +861,7 @@ def benchmark_transport(size: str, streams: str, workdir: str | None, as_json: b
         return bench_transport(parse_size(size), counts, Path(workdir) if workdir else None)
 
     rows = run(as_json, go)
-    if _json_rows(as_json, rows):
+    if json_rows(as_json, rows):
         return
     emit_table(
         "shard puts over SSH on 127.0.0.1 (holder verifies and fsyncs)",
@@ -901,7 +906,7 @@ def benchmark_backup(
         return
     steps = result["steps"]
     emit_table(
-        f"{result['files']} files, {_size(result['bytes'])}: seconds (CPU s, peak RSS MiB)",
+        f"{result['files']} files, {human_size(result['bytes'])}: seconds (CPU s, peak RSS MiB)",
         ["step", "peerbak", "friends' CPU s", "restic", "ratio"],
         (
             (
@@ -977,4 +982,4 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (Exception, KeyboardInterrupt) as exc:
-        _fail(exc, "--json" in sys.argv, "--debug" in sys.argv)
+        exit_with(exc, "--json" in sys.argv, "--debug" in sys.argv)

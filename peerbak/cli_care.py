@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from peerbak.clikit import _ago, _open_home, _repo_call, _size, emit_table, parse_size, run
+from peerbak.clikit import emit_table, human_size, open_home, parse_size, repo_call, run, time_ago
 from peerbak.errors import ConfigError, InputError, PeerbakError
 from peerbak.retention import COUNT_RULES, WITHIN_RULES
 
@@ -24,7 +24,7 @@ _WITHIN = WITHIN_RULES
 def _policy() -> Any:
     from peerbak.maintenance import policy_of
 
-    return policy_of(_open_home().config())
+    return policy_of(open_home().config())
 
 
 def _health(repo: Any) -> Any:
@@ -40,7 +40,7 @@ def status(as_json: bool) -> None:
     from peerbak.control import call
     from peerbak.repository import Repository
 
-    home = run(as_json, _open_home)
+    home = run(as_json, open_home)
     try:
         node: dict[str, Any] | None = call(home.control_socket, {"cmd": "status"})
         daemon_error = ""
@@ -94,7 +94,7 @@ def _print_health(h: dict[str, Any]) -> None:
 
 def peers_table(as_json: bool) -> None:
     """Members as this node sees them: state, uptime, latency, challenges, bytes."""
-    h = _repo_call(as_json, _health)
+    h = repo_call(as_json, _health)
     if as_json:
         click.echo(json.dumps(h["members"]))
         return
@@ -116,18 +116,18 @@ def peers_table(as_json: bool) -> None:
                 m["name"],
                 m["node"][:12],
                 m["state"],
-                _ago(m["last_seen"]),
+                time_ago(m["last_seen"]),
                 f"{m['uptime'] * 100:.0f} %" if m["uptime"] is not None else "-",
                 f"{m['latency_ms']} ms" if m["latency_ms"] is not None else "-",
                 f"{m['challenges_passed']}/{m['challenges_failed']}",
-                _size(m["bytes_held_for_us"]),
-                _size(m["bytes_we_hold_for_it"]),
+                human_size(m["bytes_held_for_us"]),
+                human_size(m["bytes_we_hold_for_it"]),
             )
             for m in h["members"]
         ),
     )
     for f in h["recent_failures"]:
-        when, who = _ago(f["time"]), f["member"]
+        when, who = time_ago(f["time"]), f["member"]
         click.echo(f"{when}: {who} {f['outcome']} on shard {f['shard']}: {f['evidence']}")
 
 
@@ -149,7 +149,7 @@ def trust_again(text: str, as_json: bool) -> None:
         await repo.ledger.set_failing(found[0].node, None)
         return {"node": found[0].node.hex(), "name": found[0].name}
 
-    r = _repo_call(as_json, go)
+    r = repo_call(as_json, go)
     click.echo(json.dumps(r) if as_json else f"{r['name'] or r['node'][:12]} is trusted again")
 
 
@@ -190,7 +190,7 @@ def challenge(count: int, only: str | None, seed: int | None, as_json: bool) -> 
                 )
         return out
 
-    rows = _repo_call(as_json, go)
+    rows = repo_call(as_json, go)
     if as_json:
         for r in rows:
             click.echo(json.dumps(r))
@@ -213,7 +213,7 @@ def repair(limit: str | None, as_json: bool) -> None:
     from peerbak.repair import repair as run_repair
     from peerbak.snapshots import backup_lock
 
-    home = run(as_json, _open_home)
+    home = run(as_json, open_home)
     per_hour = (
         parse_size(limit) if limit else config_size(home.config().maintenance.repair_per_hour)
     )
@@ -226,14 +226,14 @@ def repair(limit: str | None, as_json: bool) -> None:
             )
         return dict(report.__dict__)
 
-    r = _repo_call(as_json, go)
+    r = repo_call(as_json, go)
     if as_json:
         click.echo(json.dumps(r))
     else:
         click.echo(
             f"{r['packs_short']} packs short of shards; {r['packs_repaired']} repaired "
-            f"({r['shards_placed']} shards placed, {_size(r['bytes_fetched'])} fetched, "
-            f"{_size(r['bytes_sent'])} sent); {r['shards_released']} old copies released"
+            f"({r['shards_placed']} shards placed, {human_size(r['bytes_fetched'])} fetched, "
+            f"{human_size(r['bytes_sent'])} sent); {r['shards_released']} old copies released"
         )
         for line in r["stuck"]:
             click.echo(f"not repaired: {line}")
@@ -248,13 +248,13 @@ def undelete(as_json: bool) -> None:
     from peerbak.snapshots import backup_lock
     from peerbak.undelete import undelete as run_undelete
 
-    home = run(as_json, _open_home)
+    home = run(as_json, open_home)
 
     async def go(repo: Any) -> dict[str, Any]:
         with backup_lock(home, who="undelete", wait=600):
             return await run_undelete(repo)
 
-    r = _repo_call(as_json, go)
+    r = repo_call(as_json, go)
     if as_json:
         click.echo(json.dumps(r))
         return
@@ -317,7 +317,7 @@ def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
         )
 
     policy = run(as_json, build)
-    home = run(as_json, _open_home)
+    home = run(as_json, open_home)
 
     async def go(repo: Any) -> dict[str, Any]:
         with backup_lock(home, who="forget", wait=600):
@@ -339,7 +339,7 @@ def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
             "dry_run": dry_run,
         }
 
-    r = _repo_call(as_json, go)
+    r = repo_call(as_json, go)
     if as_json:
         click.echo(json.dumps(r))
         return
@@ -377,7 +377,7 @@ def prune(dry_run: bool, repack_below: str, as_json: bool) -> None:
     from peerbak.prune import prune as run_prune
     from peerbak.snapshots import backup_lock
 
-    home = run(as_json, _open_home)
+    home = run(as_json, open_home)
 
     def share() -> float:
         text = repack_below.strip().rstrip("%")
@@ -395,7 +395,7 @@ def prune(dry_run: bool, repack_below: str, as_json: bool) -> None:
         with backup_lock(home, who="prune", wait=600):
             return await run_prune(repo, dry_run=dry_run, repack_below=below)
 
-    r = _repo_call(as_json, go)
+    r = repo_call(as_json, go)
     if as_json:
         click.echo(json.dumps(r))
     else:
@@ -412,12 +412,12 @@ def _print_prune(r: dict[str, Any]) -> None:
     if r["packs_repacked"]:
         click.echo(
             f"{r['packs_repacked']} mostly unused packs repacked "
-            f"({_size(r['bytes_repacked'])} of used data copied into new packs)"
+            f"({human_size(r['bytes_repacked'])} of used data copied into new packs)"
         )
     if r["packs_partly_used"]:
         click.echo(
             f"{r['packs_partly_used']} packs are partly used and kept whole "
-            f"({_size(r['bytes_unused_kept'])} of unused data in them)"
+            f"({human_size(r['bytes_unused_kept'])} of unused data in them)"
         )
 
 
@@ -459,8 +459,8 @@ def simulate(on_pool: bool, args: tuple[str, ...]) -> None:
 
     argv = list(args)
     if on_pool:
-        home = run("--json" in argv, _open_home)
-        text = _repo_call("--json" in argv, _pool_scenario)
+        home = run("--json" in argv, open_home)
+        text = repo_call("--json" in argv, _pool_scenario)
         path = home.run_dir / "pool-scenario.toml"
         path.write_text(text)
         argv.insert(0, str(path))

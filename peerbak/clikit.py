@@ -42,7 +42,7 @@ def parse_size(text: str) -> int:
     return int(number * (1 << (10 * " kmgt".index(unit or " "))))
 
 
-def _fail(exc: BaseException, as_json: bool, debug: bool) -> NoReturn:
+def exit_with(exc: BaseException, as_json: bool, debug: bool) -> NoReturn:
     if isinstance(exc, PeerbakError):
         code, name, message = exc.exit_code, type(exc).__name__, str(exc)
     elif isinstance(exc, KeyboardInterrupt):
@@ -71,10 +71,10 @@ def run(as_json: bool, fn: Callable[[], T]) -> T:
     except click.exceptions.Exit:
         raise
     except (Exception, KeyboardInterrupt) as exc:
-        _fail(exc, as_json, debug)
+        exit_with(exc, as_json, debug)
 
 
-def _json_rows(as_json: bool, rows: list[dict[str, Any]]) -> bool:
+def json_rows(as_json: bool, rows: list[dict[str, Any]]) -> bool:
     """Under --json, one object per line (then the caller is done)."""
     if as_json:
         for row in rows:
@@ -99,23 +99,23 @@ def emit_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) ->
     console.print(table)
 
 
-def _home_path() -> Path:
+def home_path() -> Path:
     from peerbak.home import locate
 
     return locate(click.get_current_context().find_root().obj)
 
 
-def _open_home() -> Home:
+def open_home() -> Home:
     from peerbak.home import Home
 
-    return Home.open(_home_path())
+    return Home.open(home_path())
 
 
-def _echo(as_json: bool, data: dict[str, Any], text: str) -> None:
+def emit(as_json: bool, data: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(data) if as_json else text)
 
 
-def _ago(when: float | None) -> str:
+def time_ago(when: float | None) -> str:
     import time
 
     if when is None:
@@ -127,7 +127,7 @@ def _ago(when: float | None) -> str:
     return f"{seconds:.0f} s ago"
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -135,12 +135,12 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def _repo_call(as_json: bool, fn: Callable[[Any], Any]) -> Any:
+def repo_call(as_json: bool, fn: Callable[[Any], Any]) -> Any:
     """Open the repository, run ``fn(repo)`` (a coroutine), close it."""
     from peerbak.repository import Repository
 
     async def go() -> Any:
-        repo = await Repository.open(_open_home())
+        repo = await Repository.open(open_home())
         async with repo:
             return await fn(repo)
 
