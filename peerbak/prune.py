@@ -83,9 +83,11 @@ async def forget(
         raise InputError("these rules keep no snapshot at all: refusing to forget every one")
     gone = [d.snapshot.id for d in decisions if not d.kept]
     if gone and not dry_run:
+        # The pool first, then the ledger: when no member takes the new manifest, the
+        # ledger still lists every snapshot, as the members' manifests do.
         kept = sorted((d.snapshot for d in decisions if d.kept), key=lambda s: s.time)
+        await republish(repo, kept, unless="nothing was forgotten")
         await repo.ledger.remove_snapshots(gone)
-        await republish(repo, kept)
     return decisions
 
 

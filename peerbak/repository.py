@@ -442,8 +442,13 @@ class Repository:
             return []
         return objects.decode(raw, objects.Index, "index list").packs
 
-    async def publish(self, snapshots: Sequence[Snapshot], index_packs: list[IndexPack]) -> int:
-        """Sign and give the manifest to every member up; returns how many keep it."""
+    async def publish(
+        self, snapshots: Sequence[Snapshot], index_packs: list[IndexPack], *, unless: str = ""
+    ) -> int:
+        """Sign and give the manifest to every member up; returns how many keep it.
+
+        When none does, PeerUnavailable says so, followed by ``unless``: what did not
+        happen because of it."""
         founder = self.roster.founder or b""
         raw = await self.ledger.get_meta("manifest_seq")
         sequence = int.from_bytes(raw or b"\0", "big") + 1
@@ -475,7 +480,7 @@ class Repository:
 
         reached = sum(await asyncio.gather(*(give(m) for m in self.up())))
         if reached == 0:
-            raise PeerUnavailable("no member took the manifest: the snapshot is not saved")
+            raise PeerUnavailable("no member took the manifest" + (f": {unless}" if unless else ""))
         await self.ledger.set_meta("manifest_seq", sequence.to_bytes(8, "big"))
         await self.ledger.set_meta("index_packs", objects.encode(objects.Index(packs=index_packs)))
         return reached

@@ -290,7 +290,9 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
     if not dry_run:
         await repo.ledger.add_snapshot(snap.id, snap.time, objects.encode(snap))
         crash_point("before-manifest")
-        reached = await repo.publish([*snapshots, snap], index_packs)
+        reached = await repo.publish(
+            [*snapshots, snap], index_packs, unless="the snapshot is not saved"
+        )
     return {
         "message_type": "summary",
         "dry_run": dry_run,
@@ -424,7 +426,9 @@ def _to_merge(existing: list[IndexPack]) -> list[IndexPack]:
     return existing[len(existing) - tail :] if tail >= 2 else []
 
 
-async def republish(repo: Repository, snapshots: Sequence[Snapshot] | None = None) -> int:
+async def republish(
+    repo: Repository, snapshots: Sequence[Snapshot] | None = None, *, unless: str = ""
+) -> int:
     """Index the packs no index lists as placed now (after a repair moved shards, or
     a killed run), then publish a manifest listing ``snapshots`` (default: all the
     ledger keeps). Returns how many members keep it. The caller holds the backup lock.
@@ -446,7 +450,7 @@ async def republish(repo: Repository, snapshots: Sequence[Snapshot] | None = Non
         index_packs = await _write_index(repo, meta, made)
     finally:
         meta.close()
-    return await repo.publish(snaps, index_packs)
+    return await repo.publish(snaps, index_packs, unless=unless)
 
 
 async def _tick(

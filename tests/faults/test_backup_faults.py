@@ -478,3 +478,26 @@ def test_a_backup_refuses_when_fewer_than_k_plus_1_members_answer(tmp_path: Path
     finally:
         for node in nodes:
             node.kill()
+
+
+def test_forget_with_every_member_away_forgets_nothing(tmp_path: Path) -> None:
+    """The ledger drops snapshots only once a member keeps the manifest without them."""
+    nodes = make_pool(tmp_path, ["lone-owner", "lone-1", "lone-2", "lone-3"])
+    try:
+        owner = nodes[0]
+        src = tmp_path / "src"
+        make_tree(src, 128 << 10, files=10, seed=6)
+        for _ in range(2):
+            out = _peerbak(owner.home, "backup", "--json", "--shards", "2/3", str(src))
+            assert out.returncode == 0, out.stderr
+        for friend in nodes[1:]:
+            friend.kill()
+        out = _peerbak(owner.home, "forget", "--json", "--keep-last", "1")
+        assert out.returncode == EX_TEMPFAIL, out.stderr
+        assert _exit_error(out)["message"] == "no member took the manifest: nothing was forgotten"
+        listed = _peerbak(owner.home, "snapshots", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert len(json.loads(listed.stdout)) == 2
+    finally:
+        for node in nodes:
+            node.kill()
