@@ -22,6 +22,7 @@ import struct
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncssh
@@ -107,10 +108,8 @@ def _records_sender(ports: list[int]) -> None:
                 conn.recv(1)
                 sent += SHARD
 
-    async def main() -> None:
-        await asyncio.gather(*(asyncio.to_thread(one, p) for p in ports))
-
-    asyncio.run(main())
+    with ThreadPoolExecutor(len(ports)) as pool:
+        list(pool.map(one, ports))
 
 
 def _ssh_receiver(listener: socket.socket, outdir: Path) -> None:
