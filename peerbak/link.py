@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, TypeVar
 
-import asyncssh
-
 from peerbak import __version__, transport, wire
 from peerbak.errors import (
     InputError,
@@ -28,6 +26,7 @@ from peerbak.errors import (
 from peerbak.ids import NodeId, PackId, ShardKey
 from peerbak.pack import Shard, ShardHeader
 from peerbak.ports import ShardInfo
+from peerbak.sshlib import asyncssh
 from peerbak.transport import FramedChannel
 
 T = TypeVar("T", bound=wire.Message)

@@ -21,11 +21,9 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-import asyncssh
-from asyncssh.stream import SSHServerStreamSession
-
 from peerbak import wire
 from peerbak.errors import PeerUnavailable, RemoteProtocolError
+from peerbak.sshlib import asyncssh
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +205,7 @@ class ServerHooks(Protocol):
         ...
 
 
-class _Session(SSHServerStreamSession):  # type: ignore[type-arg]
+class _Session(asyncssh.stream.SSHServerStreamSession):  # type: ignore[type-arg]
     """Only the peerbak subsystem; shell, exec and pty requests are refused."""
 
     def shell_requested(self) -> bool:

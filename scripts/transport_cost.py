@@ -25,8 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import asyncssh
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from peerbak.sshlib import asyncssh
 
 SHARD = 5_300_000
 TOTAL = 976 << 20

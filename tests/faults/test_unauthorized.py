@@ -9,7 +9,6 @@ import struct
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-import asyncssh
 import msgspec
 import pytest
 
@@ -20,6 +19,7 @@ from peerbak.ids import NodeId, PackId, ShardKey
 from peerbak.link import PeerLink, handshake
 from peerbak.pack import Shard
 from peerbak.pool import ssh_public_key
+from peerbak.sshlib import asyncssh
 from tests.conftest import build_pack
 from tests.integration.nodes import Daemon
 
