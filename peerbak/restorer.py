@@ -42,6 +42,7 @@ from peerbak.pack import PackRecord
 from peerbak.plan import RestorePlan
 from peerbak.repository import Repository
 from peerbak.restore import FetchReport, read_blobs
+from peerbak.target import TargetDir, check_name
 
 #: Packs fetched and written at once: 3 × (16 MiB pack + k shards) in memory.
 IN_FLIGHT: Final = 3
@@ -79,12 +80,19 @@ class Restorer:
         self._plan = RestorePlan()
         self._am_root = os.geteuid() == 0
         self._lock = threading.Lock()
-        self._dirs_made = threading.Event()
-        self._queued: list[tuple[Path, Entry]] = []
+        self._dir: TargetDir | None = None
+        self._queued: list[tuple[bytes, Entry]] = []
         self._queued_chunks = 0
 
     def close(self) -> None:
         self._plan.close()
+        if self._dir is not None:
+            self._dir.close()
+
+    @property
+    def dir(self) -> TargetDir:
+        assert self._dir is not None, "run() opens the target"
+        return self._dir
 
     # -- phase 1: trees and the plan -----------------------------------------------------------
 
@@ -93,20 +101,21 @@ class Restorer:
             return True
         return self.include.match_file(rel + "/" if is_dir else rel)
 
-    async def _walk(self, tree_id: bytes, here: Path, rel: str, forced: bool) -> bool:
-        """Plan what is wanted below ``here``; True when anything was."""
+    async def _walk(self, tree_id: bytes, here: bytes, rel: str, forced: bool) -> bool:
+        """Plan what is wanted below ``here`` (relative to the target); True when anything
+        was."""
         raw = await self.repo.read_blob(tree_id)
         tree = objects.decode(raw, Tree, "tree", tree_id.hex()[:12])
         any_wanted = False
         for entry in tree.entries:
-            name = os.fsdecode(entry.name)
-            path = here / name
+            name = os.fsdecode(check_name(entry.name))
+            path = here + b"/" + entry.name if here else entry.name
             child_rel = f"{rel}/{name}"
             if entry.type is NodeType.DIR:
                 take = forced or self._wanted(child_rel, True)
                 inside = await self._walk(entry.subtree, path, child_rel, take)
                 if take or inside:
-                    self._plan.add_dir(os.fsencode(path), len(path.parts), objects.encode(entry))
+                    self._plan.add_dir(path, path.count(b"/") + 1, objects.encode(entry))
                     any_wanted = True
                 continue
             if not (forced or self._wanted(child_rel, False)):
@@ -116,7 +125,7 @@ class Restorer:
                 self._queued.append((path, entry))
                 self._queued_chunks += len(entry.content) // 32
             else:
-                self._plan.add_later(os.fsencode(path), objects.encode(entry))
+                self._plan.add_later(path, objects.encode(entry))
         if self._queued_chunks >= PLAN_BATCH:
             await self._plan_queued()
         return any_wanted
@@ -124,11 +133,11 @@ class Restorer:
     async def _plan_queued(self) -> None:
         """The files seen so far into the plan, their chunks located a batch at a time."""
         files, self._queued, self._queued_chunks = self._queued, [], 0
-        planned: list[tuple[int, Path, Entry]] = []
+        planned: list[tuple[int, bytes, Entry]] = []
         for path, entry in files:
             inode = (entry.device, entry.inode) if entry.links > 1 else None
             ident = self._plan.add_file(
-                os.fsencode(path), objects.encode(entry), len(entry.content) // 32, inode
+                path, objects.encode(entry), len(entry.content) // 32, inode
             )
             if ident is not None and entry.content:
                 planned.append((ident, path, entry))
@@ -141,14 +150,17 @@ class Restorer:
             for chunk in entry.chunks:
                 found = located.get(bytes(chunk))
                 if found is None:
-                    raise NotFoundError(f"{path}: chunk {chunk.hex()[:12]} is in no stored pack")
+                    raise NotFoundError(
+                        f"{os.fsdecode(path)}: chunk {chunk.hex()[:12]} is in no stored pack"
+                    )
                 rows.append((found[0], bytes(chunk), ident, offset))
                 offset += found[1]
             if offset != entry.size:
                 raise IntegrityError(
-                    f"{path}: its chunks add up to {offset} bytes, the snapshot says {entry.size}",
+                    f"{os.fsdecode(path)}: its chunks add up to {offset} bytes, the snapshot "
+                    f"says {entry.size}",
                     obj="file",
-                    ident=str(path),
+                    ident=os.fsdecode(path),
                     check="size",
                 )
         self._plan.add_targets(rows)
@@ -187,14 +199,11 @@ class Restorer:
                 self.stats.error_class = type(exc)
 
     def _make_dirs(self) -> None:
-        try:
-            for path, _ in self._plan.dirs(deepest_first=False):
-                os.makedirs(path, mode=0o700, exist_ok=True)
-        finally:
-            self._dirs_made.set()
+        """Every directory, shallowest first (writers make the ones they need as well)."""
+        for path, _ in self._plan.dirs(deepest_first=False):
+            self.dir.make_dir(path)
 
     def _write_pack(self, record: PackRecord, data: bytes) -> None:
-        self._dirs_made.wait()
         targets, paths = self._plan.targets(bytes(record.pack_id))
         wanted: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
         for chunk, ident, offset in targets:
@@ -203,7 +212,7 @@ class Restorer:
         for entry, plain in read_blobs(self.repo.keys, data, record):
             for ident, offset in wanted.pop(bytes(entry.ident), ()):
                 # Made by its first chunk; packs write one file's chunks in parallel.
-                fd = os.open(_partial(paths[ident]), os.O_WRONLY | os.O_CREAT, 0o600)
+                fd = self.dir.open_file(_partial(paths[ident]))
                 try:
                     os.pwrite(fd, plain, offset)
                 finally:
@@ -222,17 +231,16 @@ class Restorer:
 
     def _finish(self, ident: int, path: bytes, entry: Entry) -> None:
         partial = _partial(path)
-        if entry.content:
-            os.truncate(partial, entry.size)  # a stale .partial may have been longer
-        else:
-            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        self._attributes(partial, entry, follow=True)
-        os.replace(partial, path)
+        fd = self.dir.open_file(partial)
+        try:
+            os.ftruncate(fd, entry.size)  # a stale .partial may have been longer
+            self._attributes(fd, entry)
+        finally:
+            os.close(fd)
+        self.dir.replace(partial, path)
         links = self._plan.links(ident) if entry.links > 1 else []
         for link in links:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(link)
-            os.link(path, link)
+            self.dir.link(path, link)
         with self._lock:
             self.stats.files += 1
             self.stats.bytes += entry.size
@@ -241,12 +249,9 @@ class Restorer:
     # -- phase 3: what has no contents -----------------------------------------------------
 
     def _special(self, path: bytes, entry: Entry) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            if not os.path.isdir(path) or os.path.islink(path):
-                os.unlink(path)
+        uid, gid = (entry.uid, entry.gid) if self._am_root else (-1, -1)
         if entry.type is NodeType.SYMLINK:
-            os.symlink(entry.target, path)
-            self._attributes(path, entry, follow=False)
+            self.dir.symlink(path, entry.target, uid, gid, entry.mtime_ns)
             return
         kinds = {
             NodeType.FIFO: stat.S_IFIFO,
@@ -254,20 +259,21 @@ class Restorer:
             NodeType.BLOCKDEV: stat.S_IFBLK,
         }
         try:
-            os.mknod(path, entry.mode | kinds[entry.type], entry.rdev)
+            self.dir.mknod(
+                path, kinds[entry.type], entry.mode, entry.rdev, uid, gid, entry.mtime_ns
+            )
         except PermissionError:
             self.stats.errors.append(f"{os.fsdecode(path)}: only root can make device files")
-            return
-        self._attributes(path, entry, follow=True)
 
-    def _attributes(self, path: bytes, entry: Entry, *, follow: bool) -> None:
+    def _attributes(self, fd: int, entry: Entry) -> None:
+        """Owner (as root), then mode (chown clears set-id bits), then times: all through
+        the entry's own descriptor, so nothing planted at its name is followed."""
         if self._am_root:
             with contextlib.suppress(OSError):
-                os.chown(path, entry.uid, entry.gid, follow_symlinks=follow)
-        if follow:
-            os.chmod(path, entry.mode)
-        with contextlib.suppress(NotImplementedError, OSError):
-            os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=follow)
+                os.fchown(fd, entry.uid, entry.gid)
+        os.fchmod(fd, entry.mode)
+        with contextlib.suppress(OSError):
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
 
     def _finish_empty(self) -> None:
         for ident, path, raw in list(self._plan.empty_files()):
@@ -279,15 +285,19 @@ class Restorer:
         for path, raw in self._plan.later():
             self._special(path, _entry(raw))
         for path, raw in self._plan.dirs(deepest_first=True):
-            self._attributes(path, _entry(raw), follow=True)
+            fd = self.dir.open_dir(path)
+            try:
+                self._attributes(fd, _entry(raw))
+            finally:
+                os.close(fd)
             self.stats.dirs += 1
 
     # -- the whole ---------------------------------------------------------------------------
 
     async def run(self, snapshot: Snapshot) -> RestoreStats:
-        self.target.mkdir(parents=True, exist_ok=True)
+        self._dir = TargetDir(self.target)
         t0 = time.monotonic()
-        await self._walk(snapshot.tree, self.target, "", False)
+        await self._walk(snapshot.tree, b"", "", False)
         await self._plan_queued()
         self._plan.planned()
         self.stats.plan_seconds = time.monotonic() - t0
@@ -299,7 +309,6 @@ class Restorer:
             await asyncio.to_thread(self._finish_empty)
             await fetching
         except BaseException:
-            self._dirs_made.set()  # let writers still waiting run into the error
             for t in (made, fetching):
                 t.cancel()
             await asyncio.gather(made, fetching, return_exceptions=True)
@@ -314,7 +323,8 @@ class Restorer:
         self.stats.incomplete = count
         if count:
             self.stats.errors.append(
-                f"{count} files are incomplete (left as .partial), e.g. {os.fsdecode(example)}"
+                f"{count} files are incomplete (left as .partial), e.g. "
+                f"{os.fsdecode(self.target / os.fsdecode(example))}"
             )
         await asyncio.to_thread(self._last)
         return self.stats

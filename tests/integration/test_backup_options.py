@@ -290,6 +290,60 @@ def test_restore_include_takes_only_matching_files(pool: Pool) -> None:
     assert {p: want[p] for p in files} == {p: got[p] for p in files}
 
 
+def _outside_state(root: Path) -> dict[str, tuple[object, ...]]:
+    """Everything about a tree restore must not touch: types, modes, owners, contents."""
+    state: dict[str, tuple[object, ...]] = {}
+    for path in [root, *sorted(root.rglob("*"))]:
+        info = os.lstat(path)
+        content = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+        state[str(path)] = (info.st_mode, info.st_uid, info.st_gid, info.st_mtime_ns, content)
+    return state
+
+
+def test_restore_replaces_planted_links_and_fifos_and_writes_nothing_outside(pool: Pool) -> None:
+    """A target where someone planted a directory symlink, file symlinks (at a final and at
+    a temporary name), a FIFO and a directory where the snapshot has other things."""
+    src = pool.source("planted")
+    pool.write(src / "docs" / "a.txt", 3000)
+    pool.write(src / "docs" / "sub" / "c.txt", 100)
+    pool.write(src / "b.txt", 2000)
+    pool.write(src / "fifo-here.txt", 500)
+    (src / "empty.txt").touch()
+    (src / "ln").symlink_to("b.txt")
+    (src / "docs").chmod(0o777)  # as in the report: a shared directory
+    if os.geteuid() == 0:
+        os.chown(src / "docs", NOBODY, NOBODY)
+    s = pool.backup(str(src))
+
+    outside = pool.base / "outside"
+    outside.mkdir(mode=0o700)
+    (outside / "file").write_bytes(b"precious")
+    (outside / "file").chmod(0o600)
+    (outside / "sub").mkdir(mode=0o700)
+    before = _outside_state(outside)
+
+    target = pool.base / "restored-planted"
+    root = _restored(target, src)
+    root.mkdir(parents=True)
+    (root / "docs").symlink_to(outside, target_is_directory=True)
+    (root / "b.txt").symlink_to(outside / "file")
+    (root / "empty.txt.partial").symlink_to(outside / "file")
+    os.mkfifo(root / "fifo-here.txt")
+    (root / "ln").mkdir()
+    pool.write(root / "ln" / "inside.bin", 10)
+
+    r = pool.restore(s["snapshot_id"], target)
+
+    assert r["files_restored"] == 5, r  # exit 0: cli() raises otherwise
+    assert _outside_state(outside) == before
+    assert describe(root) == describe(src)
+    assert not (root / "docs").is_symlink()
+    if os.geteuid() == 0:
+        info = os.lstat(root / "docs")
+        assert (info.st_uid, info.st_gid) == (NOBODY, NOBODY)
+    assert not list(root.rglob("*.partial"))
+
+
 # -- 6. an unreadable source file -------------------------------------------------------------
 
 
