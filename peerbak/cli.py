@@ -126,7 +126,7 @@ def _fingerprint(raw: bytes) -> str:
 async def _init_ledger(home: Home) -> None:
     from peerbak.ledger import Ledger
 
-    ledger = await Ledger.open(home.ledger_path)
+    ledger = await Ledger.open(home.ledger_path, create=True)
     await ledger.close()
 
 
@@ -144,10 +144,17 @@ def daemon() -> None:
 
 
 def _control(request: dict[str, Any]) -> dict[str, Any]:
-    from peerbak.control import call
+    from peerbak.control import DaemonNotRunning, call
+    from peerbak.ledger import check_file
 
     home = open_home()
-    return call(home.control_socket, request)
+    try:
+        return call(home.control_socket, request)
+    except DaemonNotRunning:
+        # A daemon that cannot start because its ledger is damaged: say that instead.
+        if home.ledger_path.exists():
+            check_file(home.ledger_path)
+        raise
 
 
 @cli.group(invoke_without_command=True)
@@ -554,6 +561,11 @@ def demo(source: str | None, size: str, keep: bool, as_json: bool) -> None:
 @click.option("--port", default=7420, show_default=True, help="SSH port (0: OS-chosen).")
 @click.option("--listen", default="0.0.0.0", show_default=True, help="Address to listen on.")  # noqa: S104
 @click.option("--no-lan", is_flag=True, help="Turn LAN discovery (mDNS) off.")
+@click.option(
+    "--in-place",
+    is_flag=True,
+    help="Rebuild this node's damaged ledger from the pool (the damaged file is kept aside).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def recover(
     address: str,
@@ -562,10 +574,32 @@ def recover(
     port: int,
     listen: str,
     no_lan: bool,
+    in_place: bool,
     as_json: bool,
 ) -> None:
     """Rebuild this node on a new machine from its recovery key and one member."""
     from peerbak.recovery import recover as do_recover
+    from peerbak.recovery import recover_in_place
+
+    if in_place:
+        if key_file:
+            raise click.UsageError("--in-place uses this node's own secret: no --key-file")
+        info = run(as_json, lambda: asyncio.run(recover_in_place(home_path(), address)))
+        emit(
+            as_json,
+            info,
+            f"Rebuilt the ledger of node {info['node'][:12]} through member "
+            f"{info['through'][:12]}: {info['snapshots']} snapshots, {info['packs']} packs.\n"
+            + (
+                f"The damaged ledger ({info['damaged']}) is kept as "
+                + ", ".join(info["kept_aside"])
+                + ".\n"
+                if info["kept_aside"]
+                else ""
+            )
+            + "Start `peerbak daemon`; `peerbak snapshots` and `peerbak restore` work now.",
+        )
+        return
 
     def go() -> dict[str, Any]:
         if key_file:

@@ -88,6 +88,13 @@ def _print_health(h: dict[str, Any]) -> None:
             f"  repair: {h['repair_uploads_pending']} uploads in progress, "
             f"{h['releases_pending']} old copies to release"
         )
+    kept = sum(m["manifests_we_keep_for_it"] for m in h["members"])
+    kept_bytes = sum(m["manifest_bytes_we_keep_for_it"] for m in h["members"])
+    limit = h["manifest_limit"]
+    click.echo(
+        f"  trash here: {kept} replaced manifests of members kept ({human_size(kept_bytes)}), "
+        f"at most {limit['manifests']} ({human_size(limit['bytes'])}) per member"
+    )
     for line in h["advice"]:
         click.echo(f"  - {line}")
 

@@ -66,6 +66,11 @@ class StorageSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     reserve_free: Size = 5 * GIB
     #: Days a deleted shard stays in this holder's trash (owners cannot shorten it).
     trash_days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 30
+    #: Replaced manifests kept per member in the trash, and their bytes, at most. Every
+    #: one is kept for the grace; past either bound the member's new manifests are
+    #: refused until the grace frees some (newer ones never push older ones out).
+    keep_manifests: Annotated[int, msgspec.Meta(ge=10, le=1_000_000)] = 2000
+    keep_manifest_bytes: Size = "256MiB"
     lend_to: dict[str, Size] = {}
 
 
@@ -105,6 +110,8 @@ class Storage(msgspec.Struct, frozen=True):
     lend: int
     reserve_free: int
     lend_to: dict[NodeId, int]
+    #: (replaced manifests, their bytes) kept per member at most.
+    manifest_limit: tuple[int, int]
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -121,6 +128,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             parse_size(s.lend),
             parse_size(s.reserve_free),
             {NodeId.from_hex(k): parse_size(v) for k, v in s.lend_to.items()},
+            (s.keep_manifests, parse_size(s.keep_manifest_bytes)),
         )
 
     def lend_for(self, member: NodeId) -> int:
@@ -227,6 +235,11 @@ reserve_free = "5GiB"
 # Days a shard an owner deleted stays in the trash here (ransomware on a friend's
 # machine cannot wipe its backups faster than this).
 trash_days = 30
+# Every manifest a member's backups replace is kept in the trash for those days too,
+# so `peerbak undelete` can bring back any snapshot made within them; at most this
+# many (and bytes) per member: past that its new manifests wait for the grace.
+keep_manifests = 2000
+keep_manifest_bytes = "256MiB"
 
 # Per-member overrides: node id = size.
 [storage.lend_to]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from typing import Any, Final
 
 from peerbak import transport
 from peerbak.crypto import NodeKeys
-from peerbak.errors import ConfigError, InputError, PeerbakError, StorageError
+from peerbak.errors import InputError, PeerbakError, StorageError
 from peerbak.home import DaemonState, Home
 from peerbak.ids import NodeId
 from peerbak.ledger import Ledger
@@ -52,18 +51,6 @@ class _Notifier:
             socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
         ):
             sock.sendto(state.encode(), self._address)
-
-
-def _lock(home: Home) -> int:
-    """One daemon per home. The lock is an flock: it dies with the process (kill -9 too)."""
-    path = home.run_dir / "daemon.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(f"a daemon is already running for {home.root}") from None
-    return fd
 
 
 async def _control_server(node: Node, path: Path) -> asyncio.AbstractServer:
@@ -106,9 +93,9 @@ async def run_daemon(home: Home) -> None:
     """Run until SIGTERM/SIGINT (or a ``stop`` control request)."""
     config = home.config()
     keys = NodeKeys.derive(home.secret())
-    lock = _lock(home)
+    lock = home.lock_daemon()
     notify = _Notifier()
-    ledger = await Ledger.open(home.ledger_path)
+    ledger = await Ledger.open(home.ledger_path, verify=True)
     try:
         node = Node(home, config, keys, ledger, None)
         await node.reload_roster()

@@ -86,6 +86,23 @@ class LedgerError(PeerbakError):
     code = "ledger"
 
 
+class LedgerDamaged(LedgerError):
+    """The ledger file exists but cannot be read as a ledger: empty, truncated, not
+    SQLite, failing SQLite's own check, or of no known schema. It is left untouched;
+    ``peerbak recover --in-place`` moves it aside and rebuilds the ledger from the pool."""
+
+    code = "ledger-damaged"
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(
+            f"the ledger at {path} cannot be read: {why}. It is left as it is (keep it for "
+            "inspection). To rebuild the ledger from the pool with this node's own secret, "
+            "run `peerbak recover --in-place --from HOST:PORT` with a member's address"
+        )
+        self.path = path
+        self.why = why
+
+
 class StorageError(PeerbakError):
     """Local disk trouble: no space, permission denied, quota exceeded."""
 

@@ -17,6 +17,7 @@ fact) and atomically, so no crash leaves a half-written key under its final name
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 from pathlib import Path
@@ -119,6 +120,19 @@ class Home:
     @property
     def ledger_path(self) -> Path:
         return self.root / "ledger.sqlite"
+
+    def lock_daemon(self) -> int:
+        """The one-daemon-per-home lock, held by the daemon and by what must not run
+        beside it (an in-place recovery). An flock: it dies with its process (kill -9
+        too). Returns its descriptor; closing it unlocks."""
+        path = self.run_dir / "daemon.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"a daemon is already running for {self.root}") from None
+        return fd
 
     @property
     def run_dir(self) -> Path:

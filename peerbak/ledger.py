@@ -4,6 +4,11 @@ WAL mode with ``synchronous=NORMAL``: durable across a crash of the process; a p
 cut may lose the last transactions, which are then re-learned from peers (the roster
 is gossiped; the pool holds what the ledger caches). Migrations run in order, each in
 one transaction; a ledger from a newer peerbak is refused rather than guessed at.
+
+"No ledger yet" (no file) and "a ledger that cannot be read" are told apart before
+SQLite touches the file: SQLite takes an empty file for a new database and would write
+a fresh one over the evidence, and the node would forget its pool. A damaged ledger is
+refused (:class:`LedgerDamaged`) and never written to; only a new one is created.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import aiosqlite
 import blake3
 
 from peerbak.crypto import BlobType, Compression
-from peerbak.errors import LedgerError
+from peerbak.errors import LedgerDamaged, LedgerError
 from peerbak.ids import ChunkId, PackId
 from peerbak.ledger_health import HealthRecords
 from peerbak.pack import BlobEntry, PackRecord
@@ -157,6 +162,40 @@ class MemberRow:
     last_seen: float | None
 
 
+SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+
+def check_file(path: Path) -> None:
+    """Raise :class:`LedgerDamaged` unless ``path`` starts as a SQLite database does and is
+    as long as its header says (read only: SQLite is not let near a damaged file).
+
+    The header's page count is compared with the size only when no ``-wal`` file is
+    beside it: with one, the newest pages may be in the WAL, not yet in the file."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(100)
+            size = f.seek(0, 2)
+    except OSError as exc:
+        raise LedgerError(f"cannot read the ledger at {path}: {exc.strerror}") from None
+    if not head:
+        raise LedgerDamaged(str(path), "it is empty (0 bytes)")
+    if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
+        raise LedgerDamaged(str(path), "it is not a SQLite database")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise LedgerDamaged(str(path), f"its header names a page size of {page_size}")
+    if size % page_size:
+        raise LedgerDamaged(str(path), f"it is {size} bytes, not whole {page_size}-byte pages")
+    pages = int.from_bytes(head[28:32], "big")
+    counted = head[24:28] == head[92:96]  # SQLite's test that the page count is current
+    wal = path.with_name(path.name + "-wal")
+    if counted and pages * page_size > size and not wal.exists():
+        raise LedgerDamaged(
+            str(path), f"it is {size} bytes, its header says {pages * page_size}: truncated"
+        )
+
+
 class Ledger(HealthRecords):
     """An open ledger. Use ``async with await Ledger.open(path)`` or call :meth:`close`."""
 
@@ -166,18 +205,63 @@ class Ledger(HealthRecords):
         self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path) -> Ledger:
+    async def open(cls, path: Path, *, create: bool = False, verify: bool = False) -> Ledger:
+        """Open the ledger at ``path``; a missing file is made only when ``create``.
+
+        An existing file is checked before anything is written: its header and size at
+        every open (cheap), SQLite's ``quick_check`` of every page when ``verify`` (the
+        daemon's start, ``check``: it reads the whole file, seconds on a Pi for a large
+        ledger), and peerbak's schema."""
+        new = not path.exists()
+        if new and not create:
+            raise LedgerError(
+                f"there is no ledger at {path}: `peerbak init` makes a new node, and "
+                "`peerbak recover --in-place --from HOST:PORT` rebuilds this one's from the pool"
+            )
+        if not new:
+            check_file(path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open the ledger at {path}: {exc}") from None
         ledger = cls(path, db)
         try:
+            if not new:
+                await ledger._check(verify)
             await ledger._setup()
         except BaseException:
             await db.close()
             raise
         return ledger
+
+    async def _check(self, verify: bool) -> None:
+        """SQLite's own ``quick_check`` (when ``verify``) and peerbak's schema."""
+
+        async def check() -> None:
+            problems = ["ok"]
+            try:
+                if verify:
+                    async with self._db.execute("PRAGMA quick_check") as cur:
+                        problems = [str(row[0]) for row in await cur.fetchall()]
+                async with self._db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+                ) as cur:
+                    known = await cur.fetchone() is not None
+                version = None
+                if known:
+                    async with self._db.execute("SELECT version FROM schema_version") as cur:
+                        row = await cur.fetchone()
+                    version = int(row[0]) if row else None
+            except sqlite3.DatabaseError as exc:
+                raise LedgerDamaged(str(self.path), f"SQLite says {exc}") from None
+            if problems != ["ok"]:
+                raise LedgerDamaged(
+                    str(self.path), f"SQLite's quick_check found {'; '.join(problems[:3])}"
+                )
+            if version is None:
+                raise LedgerDamaged(str(self.path), "it holds no peerbak schema")
+
+        await self._guard(check)
 
     async def _setup(self) -> None:
         async def setup() -> None:

@@ -293,7 +293,9 @@ class Node:
     def _held_store(self, owner: NodeId) -> DirectoryShareStore:
         store = self._stores.get(owner)
         if store is None:
-            store = DirectoryShareStore(self.home.holder_dir(owner))
+            store = DirectoryShareStore(
+                self.home.holder_dir(owner), manifest_limit=self.config.storage.manifest_limit
+            )
             self._stores[owner] = store
         return store
 

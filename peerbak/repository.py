@@ -142,7 +142,13 @@ class Repository:
         self._meta_cache: dict[bytes, dict[bytes, bytes]] = {}
 
     @classmethod
-    async def open(cls, home: Home, *, timeout: float | None = None) -> Repository:
+    async def open(
+        cls,
+        home: Home,
+        *,
+        timeout: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Repository:
         config = home.config()
         keys = NodeKeys.derive(home.secret())
         ledger = await Ledger.open(home.ledger_path)
@@ -165,6 +171,7 @@ class Repository:
             ledger,
             roster,
             timeout=config.network.timeout if timeout is None else timeout,
+            clock=clock,
         )
 
     async def close(self) -> None:

@@ -131,8 +131,10 @@ async def run_backup(
     on_status: Callable[[dict[str, Any]], None] | None = None,
     warn: Callable[[str], None] = lambda _: None,
     status_interval: float = 1.0,
+    clock: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
-    """Back ``paths`` up; returns restic's summary fields and ours."""
+    """Back ``paths`` up; returns restic's summary fields and ours. ``clock`` gives the
+    snapshot its time (and the manifest its own)."""
     started = time.time()
     sources = []
     for p in paths:
@@ -142,7 +144,7 @@ async def run_backup(
         sources.append(path)
     spec = exclude_spec(list(excludes))
     with backup_lock(home, wait=LOCK_WAIT):
-        repo = await Repository.open(home)
+        repo = await Repository.open(home, clock=clock)
         async with repo:
             return await _backup(
                 repo,
@@ -276,7 +278,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
     )
     snap = Snapshot(
         id=repo.random_bytes(16),
-        time=time.time(),
+        time=repo.clock(),
         hostname=socket.gethostname()[:255],
         paths=[str(x) for x in sources],
         tags=tags,

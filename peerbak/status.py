@@ -15,6 +15,7 @@ from peerbak.health import MemberState, RepairPolicy
 from peerbak.ids import NodeId
 from peerbak.repair import member_states
 from peerbak.repository import Repository
+from peerbak.store import trashed_manifests
 
 
 def _held_for(repo: Repository, node: bytes) -> int:
@@ -44,10 +45,18 @@ async def pool_health(repo: Repository, policy: RepairPolicy, now: float) -> dic
     held = await repo.ledger.held_by_member()
     members = []
     advice: list[str] = []
+    most, most_bytes = repo.home.config().storage.manifest_limit
     for node, m in repo.members.items():
         s = stats.get(node)
         state = states[node]
         name = m.name or node.hex()[:12]
+        kept, kept_bytes = trashed_manifests(repo.home.holder_dir(NodeId(node)) / "trash")
+        if kept >= most * 0.8 or kept_bytes >= most_bytes * 0.8:
+            advice.append(
+                f"this node keeps {kept} replaced manifests of {name} ({kept_bytes} bytes) of "
+                f"at most {most} ({most_bytes} bytes): past that its backups are refused here "
+                "until the trash grace frees some (storage.keep_manifests in config.toml)"
+            )
         members.append(
             {
                 "node": node.hex(),
@@ -62,6 +71,8 @@ async def pool_health(repo: Repository, policy: RepairPolicy, now: float) -> dic
                 "shards_held_for_us": held.get(node, (0, 0))[0],
                 "bytes_held_for_us": held.get(node, (0, 0))[1],
                 "bytes_we_hold_for_it": _held_for(repo, node),
+                "manifests_we_keep_for_it": kept,
+                "manifest_bytes_we_keep_for_it": kept_bytes,
             }
         )
         away = now - s.last_seen if s and s.last_seen is not None else 0.0
@@ -119,6 +130,7 @@ async def pool_health(repo: Repository, policy: RepairPolicy, now: float) -> dic
         "packs_below_k": below_k,
         "by_health": by_health,
         "members": members,
+        "manifest_limit": {"manifests": most, "bytes": most_bytes},
         "repair_uploads_pending": uploads,
         "releases_pending": releases,
         "recent_failures": [

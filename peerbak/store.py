@@ -7,7 +7,7 @@ On disk, one owner's shards live under one root::
       incoming/<random>.tmp           writes in progress; swept when the store opens
       trash/<pack-id>.<index>.<n>     deleted shards, kept until the holder purges them
       manifest                        the owner's latest signed manifest (replaced whole;
-                                      the one replaced goes to the trash, one a day)
+                                      every one replaced goes to the trash)
 
 A put writes to ``incoming/``, fsyncs, links it into ``shards/`` (a link never
 replaces an existing name) and fsyncs the directory, so a crash leaves either the
@@ -23,7 +23,6 @@ import asyncio
 import os
 import secrets
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
@@ -43,8 +42,9 @@ from peerbak.pack import SHARD_HEADER_LEN, Shard, ShardHeader
 from peerbak.ports import ShardInfo
 
 _FILE_MODE: Final = 0o600
-#: A replaced manifest is kept in the trash at most this often (seconds).
-MANIFEST_TRASH_EVERY: Final = 86400.0
+#: Replaced manifests kept per owner by default, and their bytes (config: storage).
+KEEP_MANIFESTS: Final = 2000
+KEEP_MANIFEST_BYTES: Final = 256 << 20
 _DIR_MODE: Final = 0o700
 #: Bytes of a streamed shard written (and hashed) per hop to a worker thread.
 WRITE_BATCH: Final = 1 << 20
@@ -187,11 +187,35 @@ class _Incoming:
         self._tmp.unlink(missing_ok=True)
 
 
+def trashed_manifests(trash: Path) -> tuple[int, int]:
+    """(replaced manifests in the trash directory ``trash``, their bytes)."""
+    count = size = 0
+    try:
+        with os.scandir(trash) as entries:
+            for e in entries:
+                if e.name.startswith("manifest."):
+                    count += 1
+                    size += e.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        pass
+    return count, size
+
+
 class DirectoryShareStore:
     """A :class:`~peerbak.ports.ShareStore` in a directory; blocking I/O runs in threads."""
 
-    def __init__(self, root: Path, *, durable: bool = True, verify_puts: bool = True) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        durable: bool = True,
+        verify_puts: bool = True,
+        manifest_limit: tuple[int, int] = (KEEP_MANIFESTS, KEEP_MANIFEST_BYTES),
+    ) -> None:
         """A store in ``root``, created if missing.
+
+        ``manifest_limit`` bounds the replaced manifests kept in the trash (count,
+        bytes): past it a new manifest is refused, never an older one dropped.
 
         ``durable=False`` skips fsync, and ``verify_puts=False`` skips recomputing the
         Merkle root of what is put: both only for a benchmark that measures the owner's
@@ -200,6 +224,7 @@ class DirectoryShareStore:
         self.root = root
         self.durable = durable
         self.verify_puts = verify_puts
+        self.manifest_limit = manifest_limit
         self._shards = root / "shards"
         self.incoming_dir = root / "incoming"
         self._trash = root / "trash"
@@ -487,13 +512,18 @@ class DirectoryShareStore:
     def _trash_manifest(self, sequence: int) -> None:
         """Keep the manifest being replaced in the trash, for the holder's grace period:
         an owner's malware that pushes an empty manifest (it has the key) cannot make
-        the pool forget the snapshots. At most one a day is kept (hourly backups would
-        otherwise fill the trash), so the newest kept one is at most a day older than
-        the replaced one; the packs themselves are never deleted by a manifest."""
-        recent = time.time() - MANIFEST_TRASH_EVERY
-        with os.scandir(self._trash) as entries:
-            if any(e.name.startswith("manifest.") and e.stat().st_mtime > recent for e in entries):
-                return
+        the pool forget a snapshot made within the grace. Every replaced manifest is
+        kept, up to ``manifest_limit``; past it the new manifest is refused (the
+        caller's put fails), so a flood of pushes cannot push the good ones out."""
+        count, size = trashed_manifests(self._trash)
+        most, most_bytes = self.manifest_limit
+        adding = self.manifest_path.stat().st_size
+        if count + 1 > most or size + adding > most_bytes:
+            raise StorageError(
+                f"this holder keeps {count} replaced manifests of yours ({size} bytes), its "
+                f"limit ({most}, {most_bytes} bytes): new ones are refused until its trash "
+                "grace frees some"
+            )
         label = str(sequence) if sequence >= 0 else "damaged"
         for n in range(1 << 16):
             dst = self._trash / f"manifest.{label}.{n}"
@@ -505,6 +535,10 @@ class DirectoryShareStore:
             if self.durable:
                 fsync_dir(self._trash)
             return
+
+    def manifest_trash(self) -> tuple[int, int]:
+        """(replaced manifests kept, their bytes)."""
+        return trashed_manifests(self._trash)
 
     # -- the port ---------------------------------------------------------------------------
 

@@ -14,13 +14,13 @@ from peerbak.ledger import MIGRATIONS, InviteStatus, Ledger
 
 async def test_meta_and_records_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    async with await Ledger.open(path) as ledger:
+    async with await Ledger.open(path, create=True) as ledger:
         await ledger.set_meta("pool", b"p" * 16)
         await ledger.set_meta("pool", b"q" * 16)
         assert await ledger.add_records([b"one", b"two", b"one"], 1.0) == 2
         await ledger.touch_member(b"n" * 32, 5.0)
         await ledger.touch_member(b"n" * 32, 9.0)
-    async with await Ledger.open(path) as ledger:
+    async with await Ledger.open(path, create=True) as ledger:
         assert await ledger.get_meta("pool") == b"q" * 16
         assert await ledger.get_meta("nothing") is None
         assert sorted(await ledger.records()) == [b"one", b"two"]
@@ -32,14 +32,14 @@ async def test_meta_and_records_survive_reopening(tmp_path: Path) -> None:
 
 
 async def test_wal_mode_is_on(tmp_path: Path) -> None:
-    async with await Ledger.open(tmp_path / "l.sqlite"):
+    async with await Ledger.open(tmp_path / "l.sqlite", create=True):
         pass
     with sqlite3.connect(tmp_path / "l.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 async def test_invites_expire_and_are_used_up(tmp_path: Path) -> None:
-    async with await Ledger.open(tmp_path / "l.sqlite") as ledger:
+    async with await Ledger.open(tmp_path / "l.sqlite", create=True) as ledger:
         await ledger.add_invite(b"i" * 16, b"v" * 32, now=0.0, expires=100.0, uses=1)
         assert await ledger.has_open_invites(50.0)
         assert not await ledger.has_open_invites(100.0)
@@ -53,9 +53,9 @@ async def test_invites_expire_and_are_used_up(tmp_path: Path) -> None:
 
 async def test_twenty_racers_for_one_use_exactly_one_wins(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    async with await Ledger.open(path) as ledger:
+    async with await Ledger.open(path, create=True) as ledger:
         await ledger.add_invite(b"i" * 16, b"v" * 32, now=0.0, expires=100.0, uses=1)
-    ledgers = [await Ledger.open(path) for _ in range(20)]
+    ledgers = [await Ledger.open(path, create=True) for _ in range(20)]
     try:
         results = await asyncio.gather(
             *(lg.use_invite(b"i" * 16, 1.0, bytes([n]) * 32) for n, lg in enumerate(ledgers))
@@ -68,26 +68,26 @@ async def test_twenty_racers_for_one_use_exactly_one_wins(tmp_path: Path) -> Non
 
 async def test_a_ledger_from_a_newer_peerbak_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
-    async with await Ledger.open(path):
+    async with await Ledger.open(path, create=True):
         pass
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS) + 1,))
     with pytest.raises(LedgerError, match="newer peerbak"):
-        await Ledger.open(path)
+        await Ledger.open(path, create=True)
 
 
 async def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(LedgerError):
-        await Ledger.open(path)
+        await Ledger.open(path, create=True)
 
 
 async def test_a_failing_mark_clears_after_a_day_of_passed_challenges(tmp_path: Path) -> None:
     from peerbak.ledger_health import CLEAR_AFTER
 
     member, pack = b"m" * 32, b"p" * 32
-    async with await Ledger.open(tmp_path / "ledger.sqlite") as ledger:
+    async with await Ledger.open(tmp_path / "ledger.sqlite", create=True) as ledger:
         await ledger.record_challenge(member, pack, 0, "fail", "the holder does not have it", 1.0)
         assert (await ledger.member_stats())[member].failing_since == 1.0
         for i in range(CLEAR_AFTER - 1):

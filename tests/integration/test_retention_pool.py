@@ -8,6 +8,7 @@ the holders keep it all in their trash, and `undelete` brings the tree back.
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import time
@@ -19,7 +20,8 @@ import pytest
 from peerbak.home import Home
 from peerbak.ids import PackId, ShardKey
 from peerbak.repository import Repository
-from peerbak.sample import differences
+from peerbak.sample import describe, differences
+from peerbak.snapshots import run_backup
 from peerbak.store import DirectoryShareStore
 from tests.integration.nodes import Daemon, make_pool
 
@@ -177,3 +179,46 @@ async def test_malware_deleting_everything_is_undone_by_undelete(
     assert {bytes(f.keys.node_id): _live(f, owner) for f in pool[1:]} == before
     _restore_matches(owner, source, tmp_path / "restored")
     assert len(owner.cli("snapshots")) == 2
+
+
+async def test_every_snapshot_of_a_day_of_hourly_backups_survives_ransomware(
+    pool: list[Daemon], tmp_path: Path
+) -> None:
+    """Five good hourly backups (an injected clock), then the attack: the source is
+    encrypted, the garbage backed up, and ``forget --keep-last 1 --prune`` run. Holders
+    keep every replaced manifest, so ``undelete`` brings back all five."""
+    owner = pool[0]
+    source = tmp_path / "photos"
+    source.mkdir()
+    _write(source, "photo", 8, seed=50)
+    home = Home.open(owner.home)
+    morning = time.time() - 6 * 3600
+    good: dict[str, dict[str, tuple[object, ...]]] = {}
+    for hour in range(5):
+        _write(source, f"hour{hour}", 2, seed=60 + hour)  # the day's new photos
+        (source / "photo-00.bin").write_bytes(random.Random(hour).randbytes(40_000))
+        summary = await run_backup(
+            home,
+            [source],
+            code=(2, 3),
+            pack_size=256 << 10,
+            clock=functools.partial(float, morning + hour * 3600),
+        )
+        good[summary["snapshot_id"]] = describe(source)
+    times = {s["id"]: s["time"] for s in owner.cli("snapshots")}
+    assert len({times[i] for i in good}) == 5  # an hour apart, as the clock said
+
+    for path in source.iterdir():  # the ransomware
+        path.write_bytes(random.Random(path.name).randbytes(path.stat().st_size))
+    owner.cli("backup", "--shards", "2/3", "--pack-size", "256KiB", str(source))
+    owner.cli("forget", "--keep-last", "1", "--prune")
+    left = {s["id"] for s in owner.cli("snapshots")}
+    assert not left & set(good)
+
+    r = owner.cli("undelete")
+    back = {s["id"] for s in owner.cli("snapshots")}
+    assert set(good) <= back, r
+    for snap, want in good.items():
+        target = tmp_path / f"restored-{snap[:8]}"
+        owner.cli("restore", snap, "--target", str(target))
+        assert describe(target / str(source).lstrip("/")) == want

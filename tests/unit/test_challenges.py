@@ -196,7 +196,7 @@ async def test_a_stalling_member_is_contained_then_fails_but_an_offline_one_does
 ) -> None:
     node = b"h" * 32
     record, _ = build_pack(keys, rng)
-    async with await Ledger.open(tmp_path / "ledger.sqlite") as ledger:
+    async with await Ledger.open(tmp_path / "ledger.sqlite", create=True) as ledger:
         await ledger.add_pack(record, 1, [node] * record.n, 1.0)
         await ledger.pack_stored(record, list(range(record.n)))
         member = Member(node, "stalls", _StallingLink(answers_probes))  # type: ignore[arg-type]

@@ -188,21 +188,47 @@ def _manifest(keys: NodeKeys, sequence: int) -> bytes:
     return objects.seal_manifest(keys, sequence, body, bytes)
 
 
-async def test_a_replaced_manifest_is_kept_in_the_trash_once_a_day(tmp_path: Path) -> None:
+async def test_every_replaced_manifest_is_kept_in_the_trash_for_the_grace(tmp_path: Path) -> None:
     keys = NodeKeys.derive(bytes(range(32)))
     store = DirectoryShareStore(tmp_path / "owner")
     trash = tmp_path / "owner" / "trash"
-    assert await store.put_manifest(_manifest(keys, 1), 1) == 1
-    assert await store.put_manifest(_manifest(keys, 2), 2) == 2  # 1 goes to the trash
-    assert await store.put_manifest(_manifest(keys, 3), 3) == 3  # 2 does not: same day
-    assert sorted(p.name for p in trash.iterdir()) == ["manifest.1.0"]
-    assert (trash / "manifest.1.0").read_bytes() == _manifest(keys, 1)
+    for sequence in range(1, 6):  # hourly backups: each replaces the one before
+        assert await store.put_manifest(_manifest(keys, sequence), sequence) == sequence
+    names = ["manifest.1.0", "manifest.2.0", "manifest.3.0", "manifest.4.0"]
+    assert sorted(p.name for p in trash.iterdir()) == names
+    for sequence in range(1, 5):
+        assert (trash / f"manifest.{sequence}.0").read_bytes() == _manifest(keys, sequence)
+    assert await store.get_manifest() == _manifest(keys, 5)
+    assert store.manifest_trash() == (4, sum(len(_manifest(keys, s)) for s in range(1, 5)))
+    # The holder's own purge frees them after its grace, as it does shards.
     day_ago = time.time() - 86401
     os.utime(trash / "manifest.1.0", (day_ago, day_ago))
-    assert await store.put_manifest(_manifest(keys, 4), 4) == 4  # a day later: 3 is kept
-    assert sorted(p.name for p in trash.iterdir()) == ["manifest.1.0", "manifest.3.0"]
-    assert await store.get_manifest() == _manifest(keys, 4)
-    # The holder's own purge frees them after its grace, as it does shards.
     freed, _ = store.purge_trash(time.time(), 3600)
     assert freed == 1
-    assert sorted(p.name for p in trash.iterdir()) == ["manifest.3.0"]
+    assert sorted(p.name for p in trash.iterdir()) == names[1:]
+
+
+@pytest.mark.parametrize("limit", [(3, 1 << 20), (100, 700)], ids=["count", "bytes"])
+async def test_past_its_bound_the_trash_refuses_new_manifests_and_keeps_the_old(
+    tmp_path: Path, limit: tuple[int, int]
+) -> None:
+    """A flood of pushes (malware with the key) cannot push good manifests out."""
+    keys = NodeKeys.derive(bytes(range(32)))
+    store = DirectoryShareStore(tmp_path / "owner", manifest_limit=limit)
+    trash = tmp_path / "owner" / "trash"
+    refused = 0
+    for sequence in range(1, 20):
+        try:
+            await store.put_manifest(_manifest(keys, sequence), sequence)
+        except StorageError:
+            refused = sequence
+            break
+    assert refused > 2
+    with pytest.raises(StorageError, match="replaced manifests of yours"):
+        await store.put_manifest(_manifest(keys, refused), refused)
+    kept = sorted(int(p.name.split(".")[1]) for p in trash.iterdir())
+    assert kept == list(range(1, refused - 1))  # the oldest are all still there
+    assert await store.get_manifest() == _manifest(keys, refused - 1)  # not replaced
+    count, size = store.manifest_trash()
+    assert count <= limit[0]
+    assert size <= limit[1]
