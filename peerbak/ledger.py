@@ -337,6 +337,9 @@ class Ledger(HealthRecords):
             )
         )
 
+    async def delete_meta(self, key: str) -> None:
+        await self._guard(lambda: self._db.execute("DELETE FROM meta WHERE key = ?", (key,)))
+
     # -- roster records and members -----------------------------------------------------------
 
     async def add_records(self, blobs: list[bytes], now: float) -> int:

@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 #: Weight of the newest latency sample in the moving average.
 LATENCY_WEIGHT: Final = 0.2
+#: Meta key set while packs prune doomed may still be listed by the members' manifest.
+UNPUBLISHED_DOOM: Final = "unpublished_doom"
 #: Challenges passed in a row that clear a failing mark (a day's worth at the default
 #: rate): the member's bad shards were repaired and what it still holds checks out.
 CLEAR_AFTER: Final = 48
@@ -377,21 +379,33 @@ class HealthRecords:
 
         await self._guard(remove)
 
-    async def reindex_all(self) -> None:
-        """Every stored pack to be listed by the next index written (prune rewrites it)."""
-        await self._run("UPDATE packs SET indexed = 0 WHERE state = 'stored'")
-
-    async def doom_pack(self, pack_id: bytes) -> None:
-        """A pack prune will delete: out of the known chunks and the index at once,
-        and back to ``sealed``, so the next reclaim deletes it if prune cannot."""
+    async def doom_packs(self, pack_ids: Sequence[bytes], empty_index: bytes) -> None:
+        """Prune's commit point, in one transaction: the packs it deletes leave the known
+        chunks and the index and go back to ``sealed``; every other stored pack is to be
+        listed by the next index written (``empty_index`` becomes the list of index
+        packs); and ``unpublished_doom`` is set. Until a manifest without those packs is
+        out (``publish`` clears the mark), ``reclaim`` leaves them alone: the members'
+        manifest still lists them, and a recovery from it must find them."""
 
         async def doom() -> None:
             await self._db.execute("BEGIN IMMEDIATE")
-            await self._db.execute("DELETE FROM blobs WHERE pack_id = ?", (pack_id,))
-            await self._db.execute(
-                "UPDATE packs SET state = 'sealed', indexed = 0 WHERE pack_id = ?", (pack_id,)
-            )
-            await self._db.execute("COMMIT")
+            try:
+                for pack_id in pack_ids:
+                    await self._db.execute("DELETE FROM blobs WHERE pack_id = ?", (pack_id,))
+                    await self._db.execute(
+                        "UPDATE packs SET state = 'sealed', indexed = 0 WHERE pack_id = ?",
+                        (pack_id,),
+                    )
+                await self._db.execute("UPDATE packs SET indexed = 0 WHERE state = 'stored'")
+                for key, value in (("index_packs", empty_index), (UNPUBLISHED_DOOM, b"1")):
+                    await self._db.execute(
+                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
+                        (key, value, value),
+                    )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
 
         await self._guard(doom)
 

@@ -40,7 +40,7 @@ from peerbak.crypto import BlobType
 from peerbak.errors import InputError
 from peerbak.objects import Snapshot, Tree
 from peerbak.pack import BlobEntry, PackRecord
-from peerbak.repository import DATA, META, Repository
+from peerbak.repository import DATA, META, Repository, crash_point
 from peerbak.restore import read_blobs
 from peerbak.retention import Decision, KeepPolicy, apply_policy
 from peerbak.snapshots import META_PACK, republish
@@ -87,6 +87,7 @@ async def forget(
         # ledger still lists every snapshot, as the members' manifests do.
         kept = sorted((d.snapshot for d in decisions if d.kept), key=lambda s: s.time)
         await republish(repo, kept, unless="nothing was forgotten")
+        crash_point("forget-published")
         await repo.ledger.remove_snapshots(gone)
     return decisions
 
@@ -201,14 +202,15 @@ async def prune(
         await _repack(repo, sparse, marks, snaps, report)
     finally:
         marks.close()
-    # Doomed packs leave the index (and the known chunks) now; their shards go once a
-    # manifest without them is out. Killed in between, the next backup or prune
-    # reclaims them: a doomed pack is a sealed one, as a killed backup leaves.
-    for pack_id in unused + sparse:
-        await repo.ledger.doom_pack(pack_id)
-    await repo.ledger.reindex_all()
-    await repo.ledger.set_meta("index_packs", objects.encode(objects.Index(packs=[])))
+    crash_point("prune-repacked")
+    # Doomed packs leave the index (and the known chunks) now, in one transaction; their
+    # shards go once a manifest without them is out. Killed in between, the next publish
+    # (a backup's, a prune's) lists every other pack, and only then may a reclaim delete
+    # them: a doomed pack is a sealed one, as a killed backup leaves.
+    await repo.ledger.doom_packs(unused + sparse, objects.encode(objects.Index(packs=[])))
+    crash_point("prune-doomed")
     report.manifest_copies = await republish(repo, snaps)
+    crash_point("prune-published")
     report.packs_deleted = await repo.reclaim()
     return _summary(report)
 

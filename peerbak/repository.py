@@ -33,6 +33,7 @@ from peerbak.errors import (
 from peerbak.home import Home
 from peerbak.ids import NodeId, ShardKey
 from peerbak.ledger import Ledger
+from peerbak.ledger_health import UNPUBLISHED_DOOM
 from peerbak.link import PeerLink
 from peerbak.objects import IndexPack, Manifest, ManifestBody, Snapshot
 from peerbak.pack import PackRecord, Shard
@@ -47,6 +48,15 @@ META: Final = 2
 CRASH_ENV: Final = "PEERBAK_CRASH_AT"
 #: The named points where the fault tests kill a backup (protocol/snapshots.md §7).
 CRASH_POINTS: Final = ("pack-sealed", "mid-upload", "uploaded-not-recorded", "before-manifest")
+#: Where the fault tests kill forget, prune, undelete and repair.
+CARE_CRASH_POINTS: Final = (
+    "forget-published",
+    "prune-repacked",
+    "prune-doomed",
+    "prune-published",
+    "undelete-moved",
+    "repair-uploaded",
+)
 
 
 def crash_point(name: str) -> None:
@@ -318,6 +328,9 @@ class Repository:
         """Packs a killed backup sealed but never finished: move their shards to the
         holders' trash and forget them. Their chunks are packed again when next seen."""
         reclaimed = 0
+        if await self.ledger.get_meta(UNPUBLISHED_DOOM):
+            log.info("packs a prune doomed wait for a manifest without them")
+            return 0
         for pack_id, placed in await self.ledger.sealed_packs():
             left = 0
             for index, node in placed.items():
@@ -490,16 +503,35 @@ class Repository:
             raise PeerUnavailable("no member took the manifest" + (f": {unless}" if unless else ""))
         await self.ledger.set_meta("manifest_seq", sequence.to_bytes(8, "big"))
         await self.ledger.set_meta("index_packs", objects.encode(objects.Index(packs=index_packs)))
+        await self.ledger.delete_meta(UNPUBLISHED_DOOM)  # a manifest without them is out
         return reached
 
+    def open_manifest(self, blob: bytes) -> Manifest:
+        """One of our manifests, checked: signed by us, decrypting with our key, and made
+        for this pool and founder. A member replaying a manifest we signed for another
+        pool (this key in an earlier pool) is refused like a forgery."""
+        manifest = objects.open_manifest(self.keys, blob)
+        founder = self.roster.founder
+        if manifest.body.pool != self.roster.pool or (
+            founder is not None and manifest.body.founder != founder
+        ):
+            raise IntegrityError(
+                f"manifest {manifest.sequence} names pool {manifest.body.pool.hex()[:12]}, "
+                f"this node is in {self.roster.pool.hex()[:12]}",
+                obj="manifest",
+                ident=str(manifest.sequence),
+                check="pool",
+            )
+        return manifest
+
     async def latest_manifest(self) -> Manifest | None:
-        """The newest manifest of ours any member up keeps (each checked: signed by us,
-        decrypting with our key); members that answer with a forgery are logged."""
+        """The newest manifest of ours any member up keeps (each checked: see
+        :meth:`open_manifest`); members that answer with a forgery are logged."""
 
         async def one(m: Member) -> Manifest | None:
             try:
                 blob = await m.link.get_manifest()
-                return objects.open_manifest(self.keys, blob) if blob else None
+                return self.open_manifest(blob) if blob else None
             except IntegrityError as exc:
                 log.warning("member %s keeps a bad manifest: %s", m.link.node.short, exc)
             except PeerbakError as exc:

@@ -13,55 +13,80 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from peerbak import objects
 from peerbak.errors import IntegrityError, PeerbakError, PeerUnavailable
 from peerbak.objects import IndexPack, Manifest, ManifestBody, Snapshot
 from peerbak.recovery import rebuild_ledger
-from peerbak.repository import Member, Repository
+from peerbak.repository import Member, Repository, crash_point
 
 log = logging.getLogger(__name__)
 
-#: Trashed manifests read per member (one a day is kept: a month and then some).
-MANIFESTS_PER_MEMBER: Final = 64
+#: Trashed manifests read per member at most: a holder keeps at most its
+#: ``storage.keep_manifests`` (2000 by default); this only stops a lying one.
+MANIFESTS_PER_MEMBER: Final = 100_000
 _TOP: Final = (1 << 63) - 1
 
 
-async def _manifests(repo: Repository, m: Member) -> list[Manifest]:
-    """The member's current manifest and the trashed ones, newest first (valid ones)."""
-    found: list[Manifest] = []
-    blobs = [await m.link.get_manifest()]
+@dataclass
+class Union:
+    """Snapshots and index packs of every manifest read, merged as each is read (memory
+    grows with what the union holds, not with how many manifests a member kept).
+
+    For an index pack listed by several manifests, the entry of the newest manifest wins
+    (its placement after a repair), and the list keeps manifests' order: recovery applies
+    index packs in list order."""
+
+    snaps: dict[bytes, Snapshot] = field(default_factory=dict)
+    index: dict[bytes, tuple[int, int, IndexPack]] = field(default_factory=dict)
+    top: int = 0
+    read: int = 0
+
+    def add(self, man: Manifest) -> None:
+        self.read += 1
+        self.top = max(self.top, man.sequence)
+        for s in man.body.snapshots:
+            self.snaps[s.id] = s
+        for at, p in enumerate(man.body.index_packs):
+            held = self.index.get(p.pack)
+            if held is None or held[:2] < (man.sequence, at):
+                self.index[p.pack] = (man.sequence, at, p)
+
+    def result(self) -> tuple[list[Snapshot], list[IndexPack]]:
+        snaps = sorted(self.snaps.values(), key=lambda s: s.time)
+        return snaps, [p for _, _, p in sorted(self.index.values(), key=lambda x: x[:2])]
+
+
+async def _read_all(repo: Repository, m: Member, into: Union) -> None:
+    """The member's current manifest and every trashed one, newest first, each checked
+    (signed by this node, decrypting with its key, naming this pool) and merged."""
+
+    def take(blob: bytes) -> None:
+        try:
+            into.add(repo.open_manifest(blob))
+        except IntegrityError as exc:
+            log.warning("member %s keeps a bad manifest: %s", m.name, exc)
+
+    current = await m.link.get_manifest()
+    if current:
+        take(current)
     before = _TOP
     for _ in range(MANIFESTS_PER_MEMBER):
         blob = await m.link.trashed_manifest(before)
         if not blob:
-            break
-        blobs.append(blob)
-        _, before = objects.manifest_header(blob)
-    for blob in blobs:
-        if not blob:
-            continue
-        try:
-            found.append(objects.open_manifest(repo.keys, blob))
-        except IntegrityError as exc:
-            log.warning("member %s keeps a bad manifest: %s", m.name, exc)
-    return found
-
-
-def union(manifests: list[Manifest]) -> tuple[list[Snapshot], list[IndexPack], int]:
-    """Snapshots and index packs of all manifests (oldest manifest first, so a later
-    entry for an index pack wins), and the highest sequence seen."""
-    snaps: dict[bytes, Snapshot] = {}
-    index: dict[bytes, IndexPack] = {}
-    for man in sorted(manifests, key=lambda x: x.sequence):
-        for s in man.body.snapshots:
-            snaps[s.id] = s
-        for p in man.body.index_packs:
-            index.pop(p.pack, None)
-            index[p.pack] = p
-    top = max((x.sequence for x in manifests), default=0)
-    return sorted(snaps.values(), key=lambda s: s.time), list(index.values()), top
+            return
+        _, sequence = objects.manifest_header(blob)
+        if sequence >= before:
+            raise IntegrityError(
+                f"member {m.name} answered a trashed manifest {sequence}, not below {before}",
+                obj="manifest",
+                check="order",
+            )
+        before = sequence
+        take(blob)
+    log.warning("member %s keeps more than %d manifests: read no further", m.name, before)
 
 
 async def undelete(repo: Repository) -> dict[str, Any]:
@@ -72,20 +97,23 @@ async def undelete(repo: Repository) -> dict[str, Any]:
         raise PeerUnavailable("no member is reachable: nothing can be brought back")
     restored: dict[str, dict[str, int]] = {}
 
-    async def bring_back(m: Member) -> list[Manifest]:
+    merged_in = Union()
+
+    async def bring_back(m: Member) -> None:
         try:
             answer = await m.link.undelete()
             restored[m.name or m.node.hex()[:12]] = {
                 "restored": answer.restored,
                 "already": answer.already,
             }
-            return await _manifests(repo, m)
+            await _read_all(repo, m, merged_in)
         except PeerbakError as exc:
             log.warning("undelete on %s: %s", m.name, exc)
-            return []
 
-    manifests = [x for found in await asyncio.gather(*(bring_back(m) for m in up)) for x in found]
-    snaps, index_packs, top = union(manifests)
+    await asyncio.gather(*(bring_back(m) for m in up))
+    crash_point("undelete-moved")
+    snaps, index_packs = merged_in.result()
+    top = merged_in.top
     founder = repo.roster.founder or b""
     merged = Manifest(
         owner=bytes(repo.node_id),
@@ -103,7 +131,7 @@ async def undelete(repo: Repository) -> dict[str, Any]:
     return {
         "members": restored,
         "shards_restored": sum(r["restored"] for r in restored.values()),
-        "manifests_read": len(manifests),
+        "manifests_read": merged_in.read,
         "snapshots": len(snaps),
         "packs": packs,
         "manifest_copies": copies,
