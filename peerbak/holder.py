@@ -168,7 +168,9 @@ class Holder:
                     f"shard {key.text} ({size} bytes) would exceed the {lend} bytes lent "
                     f"to this owner ({used} used)"
                 )
-            if self._free_bytes() - size < self._reserve:
+            # Puts in flight (any owner's) have not written all they reserved yet.
+            in_flight = sum(self._reserved.values())
+            if self._free_bytes() - in_flight - size < self._reserve:
                 raise NoSpace(
                     f"shard {key.text}: storing {size} bytes would leave less than the "
                     f"{self._reserve} bytes this holder keeps free"

@@ -14,8 +14,10 @@ refused (:class:`LedgerDamaged`) and never written to; only a new one is created
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
+import os
 import sqlite3
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -196,6 +198,15 @@ def check_file(path: Path) -> None:
         )
 
 
+#: The ledgers this process has open (real path → connections). SQLite's locks are
+#: POSIX locks, which belong to the process: closing *any* descriptor of the file drops
+#: them all. check_file opens and closes the file, so it runs only while this process
+#: has no connection to it; else another process, seeing no lock, takes itself for the
+#: last connection and checkpoints and deletes the WAL under the open ones (their later
+#: writes are lost; their reads say "database disk image is malformed").
+_OPEN: Final[collections.Counter[str]] = collections.Counter()
+
+
 class Ledger(HealthRecords):
     """An open ledger. Use ``async with await Ledger.open(path)`` or call :meth:`close`."""
 
@@ -203,6 +214,8 @@ class Ledger(HealthRecords):
         self.path = path
         self._db = db
         self._lock = asyncio.Lock()
+        self._key = os.path.realpath(path)
+        _OPEN[self._key] += 1
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = False, verify: bool = False) -> Ledger:
@@ -218,7 +231,7 @@ class Ledger(HealthRecords):
                 f"there is no ledger at {path}: `peerbak init` makes a new node, and "
                 "`peerbak recover --in-place --from HOST:PORT` rebuilds this one's from the pool"
             )
-        if not new:
+        if not new and not _OPEN[os.path.realpath(path)]:  # see _OPEN
             check_file(path)
         try:
             db = await aiosqlite.connect(path, isolation_level=None, timeout=30)
@@ -230,7 +243,7 @@ class Ledger(HealthRecords):
                 await ledger._check(verify)
             await ledger._setup()
         except BaseException:
-            await db.close()
+            await ledger.close()
             raise
         return ledger
 
@@ -306,7 +319,12 @@ class Ledger(HealthRecords):
                 raise LedgerError(f"ledger {self.path}: {exc}") from None
 
     async def close(self) -> None:
-        await self._db.close()
+        try:
+            await self._db.close()
+        finally:
+            _OPEN[self._key] -= 1
+            if not _OPEN[self._key]:
+                del _OPEN[self._key]
 
     async def __aenter__(self) -> Ledger:
         return self

@@ -196,7 +196,10 @@ class Node:
 
     async def purge_forever(self, interval: float = PURGE_INTERVAL) -> None:
         while True:
-            await self.purge_trash()
+            try:
+                await self.purge_trash()
+            except (PeerbakError, OSError) as exc:  # a read-only or failing disk: the
+                log.warning("trash not purged this time: %s", exc)  # next round tries again
             await asyncio.sleep(interval)
 
     async def gossip_forever(self, interval: float = GOSSIP_INTERVAL) -> None:
@@ -424,8 +427,11 @@ class Node:
             if record.node == bytes(self.node_id):
                 row = None
             held = 0
-            if record.node != bytes(self.node_id):
-                held = await self.holder.used(NodeId(record.node))
+            owner = NodeId(record.node)
+            # A member that never stored anything here has no directory: none is made for
+            # it (on a read-only disk that would fail the whole status).
+            if record.node != bytes(self.node_id) and self.home.holder_dir(owner).exists():
+                held = await self.holder.used(owner)
             members.append(
                 {
                     "node": record.node.hex(),
@@ -456,9 +462,18 @@ async def join_pool(
     """``peerbak join``: ask the inviter to admit this node, store the roster it returns,
     and tell this node's daemon (if it runs) to pick it up."""
     invite = pool.decode_token(token)
-    if pool.is_expired(invite, clock()):
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(invite.expires))
-        raise InputError(f"this invite expired at {when}: ask for a new one")
+    now = clock()
+    if pool.is_expired(invite, now):
+        # Said in this machine's time: a clock a day off makes every fresh invite look
+        # expired, and a new one would be too unless the clock is set right first.
+        when, here = (
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) for t in (invite.expires, now)
+        )
+        raise InputError(
+            f"this invite expired at {when} by this machine's clock, which says {here}: "
+            "ask for a new one (if this clock is wrong, set it right first, or ask for an "
+            "invite that lasts longer: peerbak invite --expires 72h)"
+        )
     config = home.config()
     keys = NodeKeys.derive(home.secret())
     state = home.running_state()

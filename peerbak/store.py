@@ -20,6 +20,7 @@ copy: a compromised owner cannot replace a good trashed shard with garbage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import threading
@@ -35,7 +36,7 @@ from peerbak.errors import (
     NotFoundError,
     StorageError,
 )
-from peerbak.files import fsync_dir, storage_error, write_private
+from peerbak.files import fsync_dir, storage_error
 from peerbak.ids import ShardKey
 from peerbak.merkle import LeafHasher
 from peerbak.pack import SHARD_HEADER_LEN, Shard, ShardHeader
@@ -107,10 +108,9 @@ class _Incoming:
         self._final = final
         self._hasher = LeafHasher()
         self._tmp = store.incoming_dir / f"{secrets.token_hex(8)}.tmp"
+        self._fd: int | None = None  # set before the open: abort() reads it if that fails
         try:
-            self._fd: int | None = os.open(
-                self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE
-            )
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
             self._write_all(header.to_bytes())
         except OSError as exc:
             self.abort()
@@ -184,7 +184,10 @@ class _Incoming:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self._tmp.unlink(missing_ok=True)
+        # Never made (the open failed), or the disk turned read-only: the next open of
+        # the store sweeps what is left, and the error that led here is the one to report.
+        with contextlib.suppress(OSError):
+            self._tmp.unlink(missing_ok=True)
 
 
 def trashed_manifests(trash: Path) -> tuple[int, int]:
@@ -311,6 +314,12 @@ class DirectoryShareStore:
         return keys
 
     def _delete(self, key: ShardKey) -> None:
+        try:
+            self._move_to_trash(key)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot delete shard {key.text}") from None
+
+    def _move_to_trash(self, key: ShardKey) -> None:
         src = self._path(key)
         for n in range(1 << 16):
             dst = self._trash / f"{key.text}.{n}"
@@ -336,14 +345,17 @@ class DirectoryShareStore:
         Returns (shards, bytes) freed. Blocking: call from a thread.
         """
         freed = size = 0
-        for entry in os.scandir(self._trash):
-            info = entry.stat(follow_symlinks=False)
-            if info.st_mtime <= now - grace:
-                os.unlink(entry.path)
-                freed += 1
-                size += info.st_size
-        if freed and self.durable:
-            fsync_dir(self._trash)
+        try:
+            for entry in os.scandir(self._trash):
+                info = entry.stat(follow_symlinks=False)
+                if info.st_mtime <= now - grace:
+                    os.unlink(entry.path)
+                    freed += 1
+                    size += info.st_size
+            if freed and self.durable:
+                fsync_dir(self._trash)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot free the trash in {self._trash}") from None
         return freed, size
 
     def _undelete(self) -> tuple[int, int]:
@@ -504,10 +516,33 @@ class DirectoryShareStore:
             try:
                 if current:
                     self._trash_manifest(kept)
-                write_private(self.manifest_path, blob)
+                self._write_manifest(blob)
             except OSError as exc:
                 raise storage_error(exc, "cannot store the owner's manifest") from None
             return sequence
+
+    def _write_manifest(self, blob: bytes) -> None:
+        """Replace the manifest whole. Its temporary file lives in ``incoming/``: one
+        that a full disk cut short is removed at once, one a crash left is swept at the
+        next open (never a stray file beside the manifest)."""
+        tmp = self.incoming_dir / f"{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+            try:
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.manifest_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+        if self.durable:
+            fsync_dir(self.root)
 
     def _trash_manifest(self, sequence: int) -> None:
         """Keep the manifest being replaced in the trash, for the holder's grace period:
