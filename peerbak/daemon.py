@@ -136,6 +136,7 @@ async def run_daemon(home: Home) -> None:
         maintain.cancel()
         acceptor.close()
         control.close()
+        node.end_idle_sessions()  # busy ones get the grace to finish what they do
         if node._sessions:
             await asyncio.wait(node._sessions, timeout=STOP_GRACE)
         for task in list(node._sessions):

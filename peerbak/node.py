@@ -94,6 +94,8 @@ class Node:
         self.links: dict[bytes, PeerLink] = {}
         self.stopping = asyncio.Event()
         self._sessions: set[asyncio.Task[Any]] = set()
+        #: Sessions waiting for the peer's next request: nothing of theirs is half done.
+        self._idle: set[asyncio.Task[Any]] = set()
         self._by_ssh: dict[bytes, bytes] = {}
         self._open_invites = False
         self._refresh_keys()
@@ -243,8 +245,26 @@ class Node:
         finally:
             self._sessions.discard(task)
 
+    def end_idle_sessions(self) -> int:
+        """Cancel the sessions that wait for a request (a stopping daemon need not wait
+        for members that keep a connection open); returns how many."""
+        idle = list(self._idle)
+        for task in idle:
+            task.cancel()
+        return len(idle)
+
+    async def _next(self, chan: FramedChannel) -> wire.Message | None:
+        """The peer's next request; while waiting for it the session counts as idle."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._idle.add(task)
+        try:
+            return await chan.recv()
+        finally:
+            self._idle.discard(task)
+
     async def _conversation(self, caller: Caller, chan: FramedChannel) -> None:
-        hello = await chan.recv()
+        hello = await self._next(chan)
         if not isinstance(hello, wire.Hello):
             raise RemoteProtocolError("a session must start with Hello")
         version = wire.choose_version(hello.versions)
@@ -266,7 +286,7 @@ class Node:
         link = self.links.get(caller.node)
         if link is not None:
             link.seen_alive()
-        while (msg := await chan.recv()) is not None:
+        while (msg := await self._next(chan)) is not None:
             if isinstance(msg, wire.RosterPush):
                 accepted = await self.apply_records(list(msg.records))
                 await chan.send(wire.RosterAck(accepted=accepted))

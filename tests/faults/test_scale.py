@@ -133,3 +133,75 @@ def test_a_thousand_hourly_snapshots(pool: list[LocalNode]) -> None:
         assert describe(target / str(src).lstrip("/")) == made[snap]
     done, _, _ = _measured(owner.home, "check", "--read-data")
     assert done.returncode == 0, done.stdout
+
+
+MILLION = 1_000_000
+
+
+def _make_small_files(root: Path, count: int) -> None:
+    """``count`` files of 64 to 511 random bytes, a thousand to a directory."""
+    rnd = random.Random(13)
+    for d in range(count // 1000):
+        folder = root / f"d{d:04}"
+        folder.mkdir(parents=True)
+        for i in range(1000):
+            (folder / f"f{i:04}").write_bytes(rnd.randbytes(rnd.randrange(64, 512)))
+
+
+def _listing(root: Path) -> list[str]:
+    """Every entry's path, type, mode, size and mtime, sorted (find, in C: a million
+    entries in seconds)."""
+    out = subprocess.run(
+        ["find", ".", "-printf", r"%P %y %m %s %T@\n"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    rows = []
+    for line in out:
+        path, kind, mode, size, mtime = line.rsplit(" ", 4)
+        if path:  # a directory's size is its file system's business: not compared
+            rows.append(" ".join([path, kind, mode, "-" if kind == "d" else size, mtime]))
+    return sorted(rows)
+
+
+def _differences(a: list[str], b: list[str]) -> list[tuple[str, str]]:
+    """The first few lines that differ (a million-line diff is no assertion message)."""
+    diff = [(x, y) for x, y in zip(a, b, strict=False) if x != y][:5]
+    return diff or ([] if len(a) == len(b) else [(f"{len(a)} entries", f"{len(b)} entries")])
+
+
+@pytest.mark.timeout(1800)
+def test_a_million_small_files(pool: list[LocalNode]) -> None:
+    if shutil.which("find") is None or shutil.which("diff") is None:
+        pytest.skip("needs find and diff (GNU findutils and diffutils) to compare the trees")
+    owner = pool[0]
+    src = owner.home.parent / "million"
+    began = time.monotonic()
+    _make_small_files(src, MILLION)
+    print(f"\n  made {MILLION} files in {time.monotonic() - began:.0f} s")
+
+    first, seconds, peak = _run(owner.home, "backup", "--shards", "2/3", str(src))
+    _figure(f"first backup of {MILLION} small files", seconds, peak)
+    assert first["files_new"] == MILLION
+    again, seconds, peak = _run(owner.home, "backup", "--shards", "2/3", str(src))
+    _figure("no-change backup (files cache)", seconds, peak)
+    assert again["files_unmodified"] == MILLION
+    assert again["files_new"] == again["files_changed"] == 0
+
+    target = owner.home.parent / "million-restored"
+    restored, seconds, peak = _run(
+        owner.home, "restore", first["snapshot_id"], "--target", str(target)
+    )
+    _figure("restore", seconds, peak)
+    assert restored["files_restored"] == MILLION
+    back = target / str(src).lstrip("/")
+    differ = _differences(_listing(src), _listing(back))
+    assert not differ, differ  # types, modes, sizes, mtimes
+    same = subprocess.run(
+        ["diff", "-r", "-q", str(src), str(back)], capture_output=True, check=False
+    )
+    assert same.returncode == 0, same.stdout[:2000].decode(errors="replace")  # contents
+    shutil.rmtree(target)
+    shutil.rmtree(src)
