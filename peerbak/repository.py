@@ -288,9 +288,15 @@ class Repository:
         ]
         holders = place(record.pack_id, record.n, candidates, bytes(self.node_id), size)
         if len(holders) < record.k + 1 and len(holders) < record.n:
+            down = "; ".join(
+                f"{m.name or m.link.node.short} ({m.error if not m.up else 'failing challenges'})"
+                for m in self.members.values()
+                if not m.up or m.failing
+            )
             raise PeerUnavailable(
                 f"pack {record.pack_id.short}: only {len(holders)} members can take a shard; "
                 f"{record.k}-of-{record.n} needs {record.k + 1}"
+                + (f". Left out: {down}" if down else "")
             )
         await self.ledger.add_pack(record, kind, holders, self.clock())
         crash_point("pack-sealed")
@@ -304,7 +310,7 @@ class Repository:
                     "shard %d of pack %s to %s: %s",
                     index,
                     record.pack_id.short,
-                    m.link.node.short,
+                    m.name or m.link.node.short,
                     exc,
                 )
                 m.up, m.error = False, str(exc)
