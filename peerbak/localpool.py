@@ -83,10 +83,7 @@ class LocalNode:
             env = {**os.environ, "NOTIFY_SOCKET": path, **(extra_env or {})}
             with self.log.open("ab") as log:
                 self.proc = subprocess.Popen(  # noqa: S603
-                    [sys.executable, "-m", "peerbak", "--home", str(self.home), "daemon"],
-                    stdout=log,
-                    stderr=log,
-                    env=env,
+                    self.command("daemon"), stdout=log, stderr=log, env=env
                 )
             deadline = time.monotonic() + READY_TIMEOUT
             while True:
@@ -99,6 +96,10 @@ class LocalNode:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.kill()
                     raise PeerUnavailable(f"{self.name} did not get ready:\n{self.log.read_text()}")
+
+    def command(self, *args: str) -> list[str]:
+        """``peerbak ARGS`` for this node (a subclass may run it behind a prefix)."""
+        return [sys.executable, "-m", "peerbak", "--home", str(self.home), *args]
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> Any:
         return peerbak(self.home, *args, check=check, timeout=timeout)

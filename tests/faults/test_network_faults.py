@@ -34,7 +34,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,9 +46,9 @@ from typing import Any
 
 import pytest
 
-from peerbak.errors import PeerbakError, PeerUnavailable
+from peerbak.errors import PeerbakError
 from peerbak.home import Home
-from peerbak.localpool import READY_TIMEOUT, LocalNode
+from peerbak.localpool import LocalNode
 from peerbak.sample import describe
 
 pytestmark = pytest.mark.slow
@@ -113,33 +112,6 @@ class PrefixedNode(LocalNode):
             "init", "--name", self.name, "--port", "0", "--listen", "127.0.0.1", "--no-lan", *extra
         )
         return self.info
-
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
-        """As :meth:`LocalNode.start`: READY=1 on a private NOTIFY_SOCKET, with a deadline
-        (a filesystem socket: it reaches us from inside the namespace too)."""
-        with (
-            tempfile.TemporaryDirectory(prefix="pbk-notify-") as tmp,
-            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
-        ):
-            path = os.path.join(tmp, "notify")
-            sock.bind(path)
-            sock.settimeout(0.2)
-            env = {**os.environ, "NOTIFY_SOCKET": path, **(extra_env or {})}
-            with self.log.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    self.command("daemon"), stdout=log, stderr=log, env=env
-                )
-            deadline = time.monotonic() + READY_TIMEOUT
-            while True:
-                try:
-                    message = sock.recv(4096).decode()
-                except TimeoutError:
-                    message = ""
-                if "READY=1" in message.split("\n"):
-                    return
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.kill()
-                    raise PeerUnavailable(f"{self.name} did not get ready:\n{self.log.read_text()}")
 
     def port(self) -> int:
         """The daemon's SSH port, from its state file."""
