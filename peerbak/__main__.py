@@ -1,3 +1,3 @@
-from peerbak.cli import main
+from peerbak.cli.main import main
 
 main()

@@ -1,7 +1,7 @@
 """The interfaces services depend on; adapters implement them, fakes stand in for tests.
 
-Every method says which errors it raises. Only :class:`~peerbak.errors.PeerUnavailable`
-is worth retrying; an :class:`~peerbak.errors.IntegrityError` means the bytes are bad
+Every method says which errors it raises. Only :class:`~peerbak.core.errors.PeerUnavailable`
+is worth retrying; an :class:`~peerbak.core.errors.IntegrityError` means the bytes are bad
 and asking again for the same bytes will not help.
 """
 
@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from peerbak.ids import ShardKey
-from peerbak.pack import Shard, ShardHeader
-from peerbak.wire import Message
+from peerbak.core.ids import ShardKey
+from peerbak.core.pack import Shard, ShardHeader
+from peerbak.core.wire import Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from peerbak.sshlib import asyncssh
+from peerbak.adapters.sshlib import asyncssh
 
 SHARD = 5_300_000
 TOTAL = 976 << 20

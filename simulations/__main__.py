@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from peerbak.errors import PeerbakError
+from peerbak.core.errors import PeerbakError
 from simulations.runner import Results, SweepPoint, run_scenario, sweep
 from simulations.scenario import load_scenario
 

@@ -3,8 +3,9 @@
 Only members change state on their own (outages, disk failures, departures, disasters,
 silent loss, challenge detection); a pack's shard counts are recomputed only for the
 packs a changed member holds, so a run costs events × packs-per-member, not time × packs.
-Placement is :func:`peerbak.placement.place`; which shards count, when to repair and in
-which order are :class:`peerbak.health.RepairPolicy` and :func:`peerbak.health.repair_order`.
+Placement is :func:`peerbak.core.placement.place`; which shards count, when to repair
+and in which order are :class:`peerbak.core.health.RepairPolicy` and
+:func:`peerbak.core.health.repair_order`.
 Times are simulated seconds from 0; nothing reads the clock, all chance comes from the
 ``random.Random`` passed in.
 """
@@ -17,8 +18,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from peerbak.health import DAY, RepairPolicy
-from peerbak.placement import Candidate, place
+from peerbak.core.health import DAY, RepairPolicy
+from peerbak.core.placement import Candidate, place
 from simulations.repair import REPAIRED, RepairQueue
 from simulations.scenario import YEAR, MemberSpec, Scenario
 

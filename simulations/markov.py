@@ -1,7 +1,7 @@
 """A closed-form check on the simulator: one pack as a continuous-time Markov chain.
 
 The simple case: n holders fail independently and for good at rate λ each; a failure is
-noticed at once; the policy (:meth:`peerbak.health.RepairPolicy.needs_repair`) starts a
+noticed at once; the policy (:meth:`peerbak.core.health.RepairPolicy.needs_repair`) starts a
 repair when a pack's healthy shards fall to k + margin; a repair rebuilds every shard
 missing *when it starts* onto fresh members and takes an exponential time with rate μ
 (per pack state, not per missing shard: the owner's uplink sends them one after
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from peerbak.errors import InputError
-from peerbak.health import DAY, RepairPolicy
+from peerbak.core.errors import InputError
+from peerbak.core.health import DAY, RepairPolicy
 from simulations.scenario import Scenario
 
 Matrix = npt.NDArray[np.float64]

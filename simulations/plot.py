@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from peerbak.errors import InputError
+from peerbak.core.errors import InputError
 from simulations.runner import SweepPoint
 
 

@@ -1,8 +1,8 @@
 """The owner's repair queue: which pack to rebuild next, onto whom, and how long it takes.
 
 One repair at a time: the owner's uplink is the bottleneck, so packs are rebuilt one
-after another in :func:`peerbak.health.repair_order` (fewest spare shards first), each
-onto members :func:`peerbak.placement.place` picks among those not holding the pack. A
+after another in :func:`peerbak.core.health.repair_order` (fewest spare shards first), each
+onto members :func:`peerbak.core.placement.place` picks among those not holding the pack. A
 pack waits (stays queued) while fewer than k of its shards are reachable or no member
 can take a new shard; the queue is rescanned only when a member may have become usable.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from peerbak.health import repair_order
-from peerbak.placement import Candidate, place
+from peerbak.core.health import repair_order
+from peerbak.core.placement import Candidate, place
 
 if TYPE_CHECKING:
     from simulations.engine import Simulation

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peerbak.health import DAY
+from peerbak.core.health import DAY
 from simulations.engine import RunResult, simulate
 from simulations.scenario import YEAR, Scenario, ScenarioError, load_scenario
 from simulations.stats import Estimate, mean_interval, wilson

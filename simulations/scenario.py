@@ -3,8 +3,8 @@
 Scenarios are TOML files (``simulations/scenarios/``) so a reader can see and argue with
 every rate; this module parses them with :mod:`tomllib` and refuses anything unknown or
 out of range with a :class:`ScenarioError` that names the file and the key. The code and
-the repair policy default to peerbak's own (:func:`peerbak.placement.default_code`,
-:class:`peerbak.health.RepairPolicy`), so a scenario that does not override them measures
+the repair policy default to peerbak's own (:func:`peerbak.core.placement.default_code`,
+:class:`peerbak.core.health.RepairPolicy`), so a scenario that does not override them measures
 what the daemon actually does.
 """
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from peerbak.errors import InputError
-from peerbak.health import CHALLENGES_PER_DAY, DAY, RepairPolicy
-from peerbak.placement import default_code
+from peerbak.core.errors import InputError
+from peerbak.core.health import CHALLENGES_PER_DAY, DAY, RepairPolicy
+from peerbak.core.placement import default_code
 
 #: Challenges per holder per day that the owner sends (each a uniformly random shard).
 DEFAULT_CHALLENGES_PER_DAY: Final = CHALLENGES_PER_DAY

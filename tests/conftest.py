@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from peerbak import crypto
-from peerbak.codec import ErasureCode
-from peerbak.crypto import BlobType, NodeKeys
-from peerbak.ids import ShardKey
-from peerbak.pack import PackRecord, PackWriter, Shard, make_shards, prepare_blob
+from peerbak.core import crypto
+from peerbak.core.codec import ErasureCode
+from peerbak.core.crypto import BlobType, NodeKeys
+from peerbak.core.ids import ShardKey
+from peerbak.core.pack import PackRecord, PackWriter, Shard, make_shards, prepare_blob
 
 
 @pytest.fixture

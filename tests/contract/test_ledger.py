@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.errors import LedgerError
-from peerbak.ledger import MIGRATIONS, InviteStatus, Ledger
+from peerbak.adapters.ledger import MIGRATIONS, InviteStatus, Ledger
+from peerbak.core.errors import LedgerError
 
 
 async def test_meta_and_records_survive_reopening(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ async def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
 
 
 async def test_a_failing_mark_clears_after_a_day_of_passed_challenges(tmp_path: Path) -> None:
-    from peerbak.ledger_health import CLEAR_AFTER
+    from peerbak.adapters.ledger_health import CLEAR_AFTER
 
     member, pack = b"m" * 32, b"p" * 32
     async with await Ledger.open(tmp_path / "ledger.sqlite", create=True) as ledger:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.codec import ErasureCode
-from peerbak.crypto import NodeKeys
-from peerbak.errors import ConflictError, InputError, IntegrityError, NotFoundError
-from peerbak.ids import ShardKey
-from peerbak.pack import Shard, make_shards
+from peerbak.adapters.store import DirectoryShareStore, MemoryShareStore
+from peerbak.core.codec import ErasureCode
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.errors import ConflictError, InputError, IntegrityError, NotFoundError
+from peerbak.core.ids import ShardKey
+from peerbak.core.pack import Shard, make_shards
 from peerbak.ports import ShareStore
-from peerbak.store import DirectoryShareStore, MemoryShareStore
 from tests.conftest import build_pack, shard_keys
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from peerbak.localpool import LocalNode
+from peerbak.tools.localpool import LocalNode
 
 MILLION = 1_000_000
 

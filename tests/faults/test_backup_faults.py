@@ -23,17 +23,17 @@ from typing import Any
 
 import pytest
 
-from peerbak import objects
-from peerbak.errors import IntegrityError
-from peerbak.ids import NodeId
-from peerbak.link import PeerLink
-from peerbak.localpool import LocalNode
-from peerbak.objects import ManifestBody, Snapshot
-from peerbak.pack import SHARD_HEADER_LEN
-from peerbak.pool import ssh_public_key
-from peerbak.repository import CRASH_ENV, CRASH_POINTS
-from peerbak.sample import differences, make_tree
-from peerbak.transport import private_key
+from peerbak.adapters.link import PeerLink
+from peerbak.adapters.transport import private_key
+from peerbak.core import objects
+from peerbak.core.errors import IntegrityError
+from peerbak.core.ids import NodeId
+from peerbak.core.objects import ManifestBody, Snapshot
+from peerbak.core.pack import SHARD_HEADER_LEN
+from peerbak.core.pool import ssh_public_key
+from peerbak.services.repository import CRASH_ENV, CRASH_POINTS
+from peerbak.tools.localpool import LocalNode
+from peerbak.tools.sample import differences, make_tree
 from tests.integration.nodes import make_pool
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.clikit import EXIT_CODES
+from peerbak.cli.kit import EXIT_CODES
 from tests.integration.nodes import peerbak
 
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from peerbak.localpool import LocalNode
-from peerbak.sample import describe, make_tree
+from peerbak.tools.localpool import LocalNode
+from peerbak.tools.sample import describe, make_tree
 
 pytestmark = pytest.mark.slow
 

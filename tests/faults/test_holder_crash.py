@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from peerbak import transport, wire
-from peerbak.codec import ErasureCode
-from peerbak.ids import NodeId, ShardKey
-from peerbak.link import PeerLink, handshake
-from peerbak.pack import make_shards, pack_id_of
-from peerbak.pool import ssh_public_key
+from peerbak.adapters import transport
+from peerbak.adapters.link import PeerLink, handshake
+from peerbak.core import wire
+from peerbak.core.codec import ErasureCode
+from peerbak.core.ids import NodeId, ShardKey
+from peerbak.core.pack import make_shards, pack_id_of
+from peerbak.core.pool import ssh_public_key
 from tests.integration.nodes import Daemon
 
 pytestmark = pytest.mark.slow

@@ -38,17 +38,17 @@ from typing import Any
 
 import pytest
 
-from peerbak import crypto
-from peerbak.codec import ErasureCode
-from peerbak.crypto import BlobType, NodeKeys
-from peerbak.errors import StorageError
-from peerbak.ids import NodeId, ShardKey
-from peerbak.link import PeerLink
-from peerbak.localpool import LocalNode
-from peerbak.pack import PackWriter, Shard, make_shards, prepare_blob
-from peerbak.pool import ssh_public_key
-from peerbak.sample import describe, make_tree
-from peerbak.transport import private_key
+from peerbak.adapters.link import PeerLink
+from peerbak.adapters.transport import private_key
+from peerbak.core import crypto
+from peerbak.core.codec import ErasureCode
+from peerbak.core.crypto import BlobType, NodeKeys
+from peerbak.core.errors import StorageError
+from peerbak.core.ids import NodeId, ShardKey
+from peerbak.core.pack import PackWriter, Shard, make_shards, prepare_blob
+from peerbak.core.pool import ssh_public_key
+from peerbak.tools.localpool import LocalNode
+from peerbak.tools.sample import describe, make_tree
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from peerbak.crypto import NodeKeys
-from peerbak.errors import PeerUnavailable
-from peerbak.ids import NodeId, PackId, ShardKey
-from peerbak.link import BACKOFF_MIN, PeerLink
-from peerbak.pool import ssh_public_key
-from peerbak.transport import private_key
+from peerbak.adapters.link import BACKOFF_MIN, PeerLink
+from peerbak.adapters.transport import private_key
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.errors import PeerUnavailable
+from peerbak.core.ids import NodeId, PackId, ShardKey
+from peerbak.core.pool import ssh_public_key
 
 
 class _Tarpit:

@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from peerbak import pool
-from peerbak.clikit import EXIT_CODES
-from peerbak.ledger import Ledger
+from peerbak.adapters.ledger import Ledger
+from peerbak.cli.kit import EXIT_CODES
+from peerbak.core import pool
 from tests.integration.nodes import Daemon
 
 pytestmark = pytest.mark.slow

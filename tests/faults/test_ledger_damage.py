@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.localpool import LocalNode, make_pool
-from peerbak.sample import describe
+from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.sample import describe
 
 pytestmark = pytest.mark.slow
 

@@ -46,10 +46,10 @@ from typing import Any
 
 import pytest
 
-from peerbak.errors import PeerbakError
-from peerbak.home import Home
-from peerbak.localpool import LocalNode
-from peerbak.sample import describe
+from peerbak.adapters.home import Home
+from peerbak.core.errors import PeerbakError
+from peerbak.tools.localpool import LocalNode
+from peerbak.tools.sample import describe
 
 pytestmark = pytest.mark.slow
 

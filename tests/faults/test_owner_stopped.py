@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.localpool import make_pool
-from peerbak.sample import describe
+from peerbak.tools.localpool import make_pool
+from peerbak.tools.sample import describe
 from tests.faults.scale import a_million_small_files
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,7 @@
 
 One pool of five daemon processes (owner + four friends, 2-of-3, so repair has a member
 to move to) serves the module. Each test kills the owner's command at one named crash
-point (``peerbak.repository.CARE_CRASH_POINTS``), then checks what a restart must find:
+point (``peerbak.services.repository.CARE_CRASH_POINTS``), then checks what a restart must find:
 no pack below k (``status``), every snapshot the ledger lists restores byte for byte,
 and the pool's own view agrees, since a node recovered from a friend with the key alone
 sees the same snapshots and restores them too. Then the command is run again, whole.
@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from peerbak.localpool import LocalNode, make_pool
-from peerbak.repository import CARE_CRASH_POINTS, CRASH_ENV
-from peerbak.sample import describe
+from peerbak.services.repository import CARE_CRASH_POINTS, CRASH_ENV
+from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.sample import describe
 
 pytestmark = pytest.mark.slow
 

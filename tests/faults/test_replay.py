@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from peerbak import objects, pool
-from peerbak.ids import NodeId
-from peerbak.link import PeerLink
-from peerbak.localpool import LocalNode, make_pool
-from peerbak.objects import ManifestBody
-from peerbak.sample import describe
-from peerbak.transport import private_key
+from peerbak.adapters.link import PeerLink
+from peerbak.adapters.transport import private_key
+from peerbak.core import objects, pool
+from peerbak.core.ids import NodeId
+from peerbak.core.objects import ManifestBody
+from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.sample import describe
 
 pytestmark = pytest.mark.slow
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.home import Home
-from peerbak.localpool import LocalNode, make_pool
-from peerbak.sample import describe
-from peerbak.snapshots import run_backup
+from peerbak.adapters.home import Home
+from peerbak.services.backup import run_backup
+from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.sample import describe
 from tests.faults.scale import figure, measured, run
 
 pytestmark = pytest.mark.slow

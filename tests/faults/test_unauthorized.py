@@ -12,14 +12,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from peerbak import transport, wire
-from peerbak.crypto import NodeKeys
-from peerbak.errors import IntegrityError, NotFoundError, PeerUnavailable, StorageError
-from peerbak.ids import NodeId, PackId, ShardKey
-from peerbak.link import PeerLink, handshake
-from peerbak.pack import Shard
-from peerbak.pool import ssh_public_key
-from peerbak.sshlib import asyncssh
+from peerbak.adapters import transport
+from peerbak.adapters.link import PeerLink, handshake
+from peerbak.adapters.sshlib import asyncssh
+from peerbak.core import wire
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.errors import IntegrityError, NotFoundError, PeerUnavailable, StorageError
+from peerbak.core.ids import NodeId, PackId, ShardKey
+from peerbak.core.pack import Shard
+from peerbak.core.pool import ssh_public_key
 from tests.conftest import build_pack
 from tests.integration.nodes import Daemon
 

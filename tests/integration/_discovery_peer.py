@@ -15,8 +15,8 @@ import json
 import logging
 import sys
 
-from peerbak.discovery import LanDiscovery
-from peerbak.ids import NodeId
+from peerbak.adapters.discovery import LanDiscovery
+from peerbak.core.ids import NodeId
 
 
 def _emit(event: dict[str, object]) -> None:

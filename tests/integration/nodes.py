@@ -1,11 +1,11 @@
-"""Real nodes for tests: see peerbak.localpool (shared with the demo and benchmarks)."""
+"""Real nodes for tests: see peerbak.tools.localpool (shared with the demo and benchmarks)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from peerbak.localpool import LocalNode, make_pool, peerbak
-from peerbak.transport import private_key
+from peerbak.adapters.transport import private_key
+from peerbak.tools.localpool import LocalNode, make_pool, peerbak
 
 __all__ = ["Daemon", "make_pool", "peerbak"]
 

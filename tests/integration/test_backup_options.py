@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from peerbak.localpool import LocalNode, make_pool
-from peerbak.sample import describe
+from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.sample import describe
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from peerbak.sample import differences, make_tree
+from peerbak.tools.sample import differences, make_tree
 from tests.integration.nodes import Daemon, peerbak
 
 pytestmark = pytest.mark.slow

@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 
-from peerbak.health import challenges_to_detect
-from peerbak.home import Home
-from peerbak.maintenance import Maintainer
-from peerbak.repair import RepairReport
-from peerbak.sample import differences
+from peerbak.adapters.home import Home
+from peerbak.core.health import challenges_to_detect
+from peerbak.services.maintenance import Maintainer
+from peerbak.services.repair import RepairReport
+from peerbak.tools.sample import differences
 from tests.integration.nodes import Daemon, make_pool
 
 pytestmark = pytest.mark.slow

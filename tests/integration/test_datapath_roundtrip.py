@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.backup import Packer
-from peerbak.codec import ErasureCode
-from peerbak.crypto import NodeKeys
-from peerbak.errors import NotEnoughShares
-from peerbak.ids import ChunkId, ShardKey
-from peerbak.pack import PackRecord
-from peerbak.restore import FetchReport, fetch_pack, read_blobs
-from peerbak.store import DirectoryShareStore
+from peerbak.adapters.store import DirectoryShareStore
+from peerbak.core.codec import ErasureCode
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.errors import NotEnoughShares
+from peerbak.core.ids import ChunkId, ShardKey
+from peerbak.core.pack import PackRecord
+from peerbak.services.fetch import FetchReport, fetch_pack, read_blobs
+from peerbak.services.packer import Packer
 
 K, N = 3, 5
 Backed = tuple[Path, dict[str, bytes], dict[str, list[ChunkId]], list[PackRecord], NodeKeys]

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from zeroconf import ServiceInfo, ServiceStateChange
 
-from peerbak.discovery import MAX_TXT_BYTES, SERVICE_TYPE, LanDiscovery, instance_name
-from peerbak.ids import NodeId
+from peerbak.adapters.discovery import MAX_TXT_BYTES, SERVICE_TYPE, LanDiscovery, instance_name
+from peerbak.core.ids import NodeId
 
 PEER_SCRIPT = Path(__file__).with_name("_discovery_peer.py")
 #: Bound on every single wait for a peer's line; the whole test stays well under 60 s.
@@ -284,7 +284,7 @@ def test_a_failing_callback_does_not_reach_zeroconf(caplog: pytest.LogCaptureFix
         raise RuntimeError("callback bug")
 
     disc = LanDiscovery(ME, 7000, boom, rescan_interval=0)
-    with caplog.at_level(logging.ERROR, logger="peerbak.discovery"):
+    with caplog.at_level(logging.ERROR, logger="peerbak.adapters.discovery"):
         assert disc._handle_info(_info({"id": OTHER.hex(), "v": "1"})) is True
     assert "on_seen failed" in caplog.text
 
@@ -317,7 +317,7 @@ async def test_start_without_usable_interfaces_is_quiet_and_stop_is_idempotent(
 ) -> None:
     disc = LanDiscovery(ME, 7000, lambda *_: None, interfaces=["192.0.2.77"], rescan_interval=0)
     await disc.stop()  # before start: nothing to do
-    with caplog.at_level(logging.WARNING, logger="peerbak.discovery"):
+    with caplog.at_level(logging.WARNING, logger="peerbak.adapters.discovery"):
         await disc.start()
     assert not disc.running
     assert "LAN discovery is off" in caplog.text

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from peerbak import snapshots
-from peerbak.home import Home
-from peerbak.repository import Repository
-from peerbak.sample import differences
+from peerbak.adapters.home import Home
+from peerbak.services import backup as snapshots
+from peerbak.services.repository import Repository
+from peerbak.tools.sample import differences
 from tests.integration.nodes import Daemon, make_pool, peerbak
 
 pytestmark = pytest.mark.slow

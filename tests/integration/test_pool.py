@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.errors import NotFoundError
-from peerbak.ids import NodeId, ShardKey
-from peerbak.link import PeerLink
+from peerbak.adapters.link import PeerLink
+from peerbak.core.errors import NotFoundError
+from peerbak.core.ids import NodeId, ShardKey
 from tests.conftest import build_pack
 from tests.integration.nodes import Daemon
 
@@ -83,7 +83,7 @@ async def test_every_node_puts_stats_gets_and_deletes_on_every_other(
 
 
 def _ssh_key_of(node: Daemon) -> bytes:
-    from peerbak.pool import ssh_public_key
+    from peerbak.core.pool import ssh_public_key
 
     return ssh_public_key(node.keys)
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.home import Home
-from peerbak.ids import PackId, ShardKey
-from peerbak.repository import Repository
-from peerbak.sample import describe, differences
-from peerbak.snapshots import run_backup
-from peerbak.store import DirectoryShareStore
+from peerbak.adapters.home import Home
+from peerbak.adapters.store import DirectoryShareStore
+from peerbak.core.ids import PackId, ShardKey
+from peerbak.services.backup import run_backup
+from peerbak.services.repository import Repository
+from peerbak.tools.sample import describe, differences
 from tests.integration.nodes import Daemon, make_pool
 
 pytestmark = pytest.mark.slow

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from peerbak import merkle, wire
-from peerbak.challenges import LEAVES, MAX_TRIES, Schedule, challenge, check_proof
-from peerbak.crypto import NodeKeys
-from peerbak.errors import InputError, PeerUnavailable
-from peerbak.health import DAY, challenges_to_detect, detection_probability
-from peerbak.holder import _prove
-from peerbak.ids import ShardKey
-from peerbak.ledger import Ledger
-from peerbak.pack import PackRecord
-from peerbak.repository import Member
-from peerbak.store import DirectoryShareStore
+from peerbak.adapters.ledger import Ledger
+from peerbak.adapters.store import DirectoryShareStore
+from peerbak.core import merkle, wire
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.errors import InputError, PeerUnavailable
+from peerbak.core.health import DAY, challenges_to_detect, detection_probability
+from peerbak.core.ids import ShardKey
+from peerbak.core.pack import PackRecord
+from peerbak.services.challenges import LEAVES, MAX_TRIES, Schedule, challenge, check_proof
+from peerbak.services.holder import _prove
+from peerbak.services.repository import Member
 from tests.conftest import build_pack
 
 

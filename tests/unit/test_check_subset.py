@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from peerbak.check import parse_subset
-from peerbak.errors import InputError
+from peerbak.core.errors import InputError
+from peerbak.services.check import parse_subset
 
 
 def test_slices_partition_every_pack_id() -> None:

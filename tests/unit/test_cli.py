@@ -9,9 +9,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from peerbak.cli import cli
-from peerbak.clikit import EXIT_CODES, emit_table, parse_size
-from peerbak.errors import InputError
+from peerbak.cli.kit import EXIT_CODES, emit_table, parse_size
+from peerbak.cli.main import cli
+from peerbak.core.errors import InputError
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -129,7 +129,7 @@ def test_a_member_name_wins_over_an_id_prefix() -> None:
     """`peers trust f1` means the member named f1, even when another's id starts f1."""
     from types import SimpleNamespace
 
-    from peerbak.cli_care import _matching
+    from peerbak.cli.care import _matching
 
     named = SimpleNamespace(name="f1", node=bytes.fromhex("0a" * 16))
     hexed = SimpleNamespace(name="f2", node=bytes.fromhex("f1" + "00" * 15))

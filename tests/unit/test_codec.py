@@ -17,8 +17,8 @@ import reedsolo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbak.codec import MAX_SHARDS, ErasureCode
-from peerbak.errors import InputError, IntegrityError, NotEnoughShares, PeerbakError
+from peerbak.core.codec import MAX_SHARDS, ErasureCode
+from peerbak.core.errors import InputError, IntegrityError, NotEnoughShares, PeerbakError
 
 FAST = settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from peerbak.config import default_config_text, parse_config, parse_size
-from peerbak.errors import ConfigError, InputError
-from peerbak.ids import NodeId
+from peerbak.core.config import default_config_text, parse_config, parse_size
+from peerbak.core.errors import ConfigError, InputError
+from peerbak.core.ids import NodeId
 
 TEXT = default_config_text("alice", 7420)
 

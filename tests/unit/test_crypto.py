@@ -2,9 +2,9 @@ import random
 
 import pytest
 
-from peerbak import crypto
-from peerbak.crypto import BlobType, Compression, NodeKeys
-from peerbak.errors import InputError, IntegrityError
+from peerbak.core import crypto
+from peerbak.core.crypto import BlobType, Compression, NodeKeys
+from peerbak.core.errors import InputError, IntegrityError
 
 SECRET = bytes(range(32))
 

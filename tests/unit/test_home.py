@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.config import default_config_text
-from peerbak.errors import ConfigError, StorageError
-from peerbak.home import DaemonState, Home, locate
-from peerbak.ids import NodeId
+from peerbak.adapters.home import DaemonState, Home, locate
+from peerbak.core.config import default_config_text
+from peerbak.core.errors import ConfigError, StorageError
+from peerbak.core.ids import NodeId
 
 SECRET = bytes(range(32))
 

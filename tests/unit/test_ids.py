@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peerbak.errors import InputError, PeerbakError
-from peerbak.ids import ChunkId, NodeId, PackId, ShardKey
+from peerbak.core.errors import InputError, PeerbakError
+from peerbak.core.ids import ChunkId, NodeId, PackId, ShardKey
 
 
 def test_hex_round_trip_and_types_stay_apart() -> None:

@@ -8,8 +8,8 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peerbak.backup import KnownChunks
-from peerbak.ids import ChunkId
+from peerbak.core.ids import ChunkId
+from peerbak.services.packer import KnownChunks
 
 ids32 = st.binary(min_size=32, max_size=32)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from peerbak.link import MIN_RATE, _Call
+from peerbak.adapters.link import MIN_RATE, _Call
 
 
 async def test_allow_extends_the_deadline_by_the_bytes_at_the_floor_rate() -> None:

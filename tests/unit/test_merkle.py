@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peerbak.errors import InputError
-from peerbak.merkle import LEAF_SIZE, MerkleTree, leaf_hash, node_hash, root_of, verify_proof
+from peerbak.core.errors import InputError
+from peerbak.core.merkle import LEAF_SIZE, MerkleTree, leaf_hash, node_hash, root_of, verify_proof
 
 
 def _rfc_root(leaves: list[bytes]) -> bytes:

@@ -6,11 +6,11 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbak import crypto
-from peerbak.codec import ErasureCode
-from peerbak.crypto import BlobType, Compression, NodeKeys
-from peerbak.errors import InputError, IntegrityError, PeerbakError
-from peerbak.pack import (
+from peerbak.core import crypto
+from peerbak.core.codec import ErasureCode
+from peerbak.core.crypto import BlobType, Compression, NodeKeys
+from peerbak.core.errors import InputError, IntegrityError, PeerbakError
+from peerbak.core.pack import (
     SHARD_HEADER_LEN,
     PackWriter,
     PlainBlob,

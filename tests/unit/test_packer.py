@@ -10,13 +10,13 @@ import random
 
 import pytest
 
-from peerbak.backup import Packer
-from peerbak.codec import ErasureCode
-from peerbak.crypto import NodeKeys
-from peerbak.ids import ChunkId
-from peerbak.pack import PackRecord
-from peerbak.restore import FetchReport, fetch_pack, read_blobs
-from peerbak.store import MemoryShareStore
+from peerbak.adapters.store import MemoryShareStore
+from peerbak.core.codec import ErasureCode
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.ids import ChunkId
+from peerbak.core.pack import PackRecord
+from peerbak.services.fetch import FetchReport, fetch_pack, read_blobs
+from peerbak.services.packer import Packer
 
 
 def _inputs() -> list[bytes]:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peerbak.errors import InputError
-from peerbak.placement import Candidate, default_code, place
+from peerbak.core.errors import InputError
+from peerbak.core.placement import Candidate, default_code, place
 
 nodes = st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=24, unique=True)
 

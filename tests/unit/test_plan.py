@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peerbak.plan import RestorePlan
+from peerbak.adapters.plan import RestorePlan
 
 
 def test_packs_files_links_and_completion_across_pages() -> None:

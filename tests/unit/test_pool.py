@@ -12,15 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peerbak import pool as P
-from peerbak.crypto import NodeKeys
-from peerbak.errors import (
+from peerbak.core import pool as P
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.errors import (
     InputError,
     IntegrityError,
     NotFoundError,
     RemoteProtocolError,
 )
-from peerbak.pool import (
+from peerbak.core.pool import (
     Invite,
     JoinRequest,
     Roster,
@@ -921,7 +921,7 @@ def test_wrong_prefix_or_shape_is_refused(text: str, message: str) -> None:
 
 def test_token_of_another_kind_is_refused() -> None:
     """A valid text code whose payload is not an invite (wrong check, or not msgpack)."""
-    from peerbak.textcode import encode_text
+    from peerbak.core.textcode import encode_text
 
     junk = b"\x01" * 60
     with pytest.raises(InputError, match="check"):

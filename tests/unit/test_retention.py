@@ -17,8 +17,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from peerbak.errors import InputError, PeerbakError
-from peerbak.retention import (
+from peerbak.core.errors import InputError, PeerbakError
+from peerbak.core.retention import (
     Decision,
     Duration,
     KeepPolicy,

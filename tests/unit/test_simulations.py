@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from peerbak.health import DAY, RepairPolicy, detection_probability
+from peerbak.core.health import DAY, RepairPolicy, detection_probability
 from simulations import markov
 from simulations.__main__ import main
 from simulations.engine import Simulation, simulate

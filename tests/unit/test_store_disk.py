@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from peerbak import objects
-from peerbak.crypto import NodeKeys
-from peerbak.errors import IntegrityError, StorageError
-from peerbak.pack import Shard
-from peerbak.store import DirectoryShareStore
+from peerbak.adapters.store import DirectoryShareStore
+from peerbak.core import objects
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.errors import IntegrityError, StorageError
+from peerbak.core.pack import Shard
 from tests.conftest import build_pack, shard_keys
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peerbak.errors import InputError, PeerbakError
-from peerbak.textcode import (
+from peerbak.core.errors import InputError, PeerbakError
+from peerbak.core.textcode import (
     RECOVERY_KEY_CHARS,
     RECOVERY_KEY_MAX_INPUT,
     RECOVERY_KEY_PARITY,

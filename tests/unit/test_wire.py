@@ -1,4 +1,4 @@
-"""peerbak.wire: every message round-trips, framing survives any split, hostile input is
+"""peerbak.core.wire: every message round-trips, framing survives any split, hostile input is
 refused as a protocol error (and nothing else), errors cross the wire as their class."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peerbak import errors, pool, wire
-from peerbak.errors import PeerbakError, RemoteProtocolError
-from peerbak.holder import NoSpace, QuotaExceeded
-from peerbak.ids import PackId
-from peerbak.pack import MAX_PACK, build_shard_header
+from peerbak.core import errors, pool, wire
+from peerbak.core.errors import PeerbakError, RemoteProtocolError
+from peerbak.core.ids import PackId
+from peerbak.core.pack import MAX_PACK, build_shard_header
+from peerbak.services.holder import NoSpace, QuotaExceeded
 
 # --- strategies, derived from the messages' own msgspec schema ------------------------------
 
@@ -71,7 +71,7 @@ SAMPLES: list[wire.Message] = [
 
 
 def frame(obj: object) -> bytes:
-    """A frame holding any msgpack, built without peerbak.wire."""
+    """A frame holding any msgpack, built without peerbak.core.wire."""
     body = msgspec.msgpack.encode(obj)
     return struct.pack(">I", len(body)) + body
 

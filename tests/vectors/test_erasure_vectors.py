@@ -1,7 +1,7 @@
 """protocol/vectors/erasure.json checked both ways: our encode makes the recorded shards, and
 any k of the recorded shards decode to the recorded data.
 
-The expected values were produced once by reedsolo alone, never by peerbak.codec, so a bug
+The expected values were produced once by reedsolo alone, never by peerbak.core.codec, so a bug
 in the codec cannot agree with itself here. The file is append-only within peerbak-erasure-v1.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from peerbak import errors
-from peerbak.codec import ErasureCode
+from peerbak.core import errors
+from peerbak.core.codec import ErasureCode
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "erasure.json"
 DOC: dict[str, Any] = json.loads(VECTORS.read_text())

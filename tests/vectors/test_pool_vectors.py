@@ -1,8 +1,8 @@
 """protocol/vectors/roster.json and token.json (protocol/pool.md), checked both ways.
 
 The vectors were produced from msgpack lists, pynacl, blake3 and reedsolo, never by
-peerbak.pool, and the roster histories' outcomes were written by hand from the rules; so a
-bug in peerbak.pool cannot agree with itself here. Our encoders must make the recorded
+peerbak.core.pool, and the roster histories' outcomes were written by hand from the rules; so a
+bug in peerbak.core.pool cannot agree with itself here. Our encoders must make the recorded
 bytes; our decoders and the roster must accept exactly the valid cases.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from peerbak import errors
-from peerbak.crypto import NodeKeys
-from peerbak.pool import (
+from peerbak.core import errors
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.pool import (
     Invite,
     Roster,
     RosterRecord,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from peerbak import errors
-from peerbak.textcode import decode_recovery_key, encode_recovery_key
+from peerbak.core import errors
+from peerbak.core.textcode import decode_recovery_key, encode_recovery_key
 
 VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "recovery-key.json"
 DOC: dict[str, Any] = json.loads(VECTORS.read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """protocol/vectors/snapshots.json (protocol/snapshots.md), checked both ways.
 
 The vectors were made from plain msgpack lists, blake3, libsodium (nacl.bindings) and
-nacl.signing, never by peerbak.objects, so a bug in the objects' definitions cannot agree
+nacl.signing, never by peerbak.core.objects, so a bug in the objects' definitions cannot agree
 with itself here. ENCODE: building each object from its fields and encoding it gives
 exactly the recorded msgpack; sealing the recorded body with the recorded nonce gives
 exactly the recorded envelope. DECODE: decoding the msgpack (or opening the envelope)
@@ -27,10 +27,10 @@ import nacl.signing
 import pytest
 import zstandard
 
-from peerbak import crypto, errors, objects
-from peerbak.crypto import BlobType, NodeKeys
-from peerbak.errors import IntegrityError
-from peerbak.objects import (
+from peerbak.core import crypto, errors, objects
+from peerbak.core.crypto import BlobType, NodeKeys
+from peerbak.core.errors import IntegrityError
+from peerbak.core.objects import (
     Entry,
     Index,
     IndexBlob,

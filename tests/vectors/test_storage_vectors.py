@@ -27,11 +27,11 @@ import pytest
 import reedsolo
 import zstandard
 
-from peerbak import chunker, crypto, errors, merkle, pack
-from peerbak.codec import ErasureCode
-from peerbak.crypto import BlobType, Compression, NodeKeys
-from peerbak.ids import ChunkId, PackId
-from peerbak.pack import (
+from peerbak.core import chunker, crypto, errors, merkle, pack
+from peerbak.core.codec import ErasureCode
+from peerbak.core.crypto import BlobType, Compression, NodeKeys
+from peerbak.core.ids import ChunkId, PackId
+from peerbak.core.pack import (
     BlobEntry,
     PackWriter,
     PlainBlob,

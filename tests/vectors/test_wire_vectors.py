@@ -1,6 +1,6 @@
 """protocol/vectors/wire.json (protocol/wire.md), checked both ways.
 
-The frames were made from plain msgpack lists, never by peerbak.wire, so a bug in the
+The frames were made from plain msgpack lists, never by peerbak.core.wire, so a bug in the
 messages' definitions cannot agree with itself here: encoding each message must give
 the recorded frame, the framer must give back exactly the message, and every invalid
 frame must be refused at the stated point (on feed, or only at the end of the stream).
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from peerbak import wire
-from peerbak.errors import RemoteProtocolError
+from peerbak.core import wire
+from peerbak.core.errors import RemoteProtocolError
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[2] / "protocol" / "vectors" / "wire.json").read_text(

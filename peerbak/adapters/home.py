@@ -1,0 +1,215 @@
+"""The node's home directory: its secret, config, ledger, holdings and runtime files.
+
+::
+
+    <home>/                  0700
+      node.secret            0600  the 32-byte node secret, 64 hex digits
+      config.toml            0600
+      ledger.sqlite          the ledger (WAL files beside it)
+      recovery-kit.txt       0600  written once by init
+      recovery-kit.png       0600  the recovery key as a QR code
+      run/                   0700  daemon.json (pid, port), daemon.sock, daemon.lock
+      held/                  0700  shards held for others: held/<owner-id>/...
+
+The secret is written with mode 0600 from its first byte (never chmod'ed after the
+fact) and atomically, so no crash leaves a half-written key under its final name.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+from pathlib import Path
+from typing import Any, Final, cast
+
+import msgspec
+import platformdirs
+
+from peerbak.adapters.files import storage_error, write_private
+from peerbak.core.config import Config, parse_config
+from peerbak.core.errors import ConfigError
+from peerbak.core.ids import NodeId
+
+ENV_HOME: Final = "PEERBAK_HOME"
+SECRET_FILE: Final = "node.secret"  # noqa: S105 - a file name
+CONFIG_FILE: Final = "config.toml"
+
+
+def locate(explicit: str | os.PathLike[str] | None) -> Path:
+    """``--home`` wins, then ``$PEERBAK_HOME``, then the platform's data directory."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_HOME)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("peerbak", appauthor=False))
+
+
+class DaemonState(msgspec.Struct, frozen=True):
+    """What a running daemon tells the CLI (run/daemon.json)."""
+
+    pid: int
+    listen: str
+    port: int
+    started: float
+
+
+class Home:
+    """A node home on disk. ``repr`` shows the path only, never key material."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"Home({str(self.root)!r})"
+
+    @classmethod
+    def create(cls, root: Path, secret: bytes, config_text: str) -> Home:
+        """A new node home; refuses to touch one that already holds a node."""
+        home = cls(root)
+        if (root / SECRET_FILE).exists():
+            raise ConfigError(f"a node already exists at {root}: refusing to overwrite it")
+        parse_config(config_text, str(root / CONFIG_FILE))
+        try:
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            root.chmod(0o700)
+            for sub in (home.run_dir, home.held_dir):
+                sub.mkdir(mode=0o700, exist_ok=True)
+            write_private(root / CONFIG_FILE, config_text.encode())
+            write_private(root / SECRET_FILE, secret.hex().encode() + b"\n")
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create a node home at {root}") from None
+        return home
+
+    @classmethod
+    def open(cls, root: Path) -> Home:
+        home = cls(root)
+        if not (root / SECRET_FILE).is_file():
+            raise ConfigError(f"no node at {root}: run `peerbak init` first")
+        home.secret()
+        return home
+
+    def secret(self) -> bytes:
+        path = self.root / SECRET_FILE
+        try:
+            text = path.read_text().strip()
+        except OSError as exc:
+            raise storage_error(exc, f"cannot read {path}") from None
+        try:
+            secret = bytes.fromhex(text)
+        except ValueError:
+            secret = b""
+        if len(secret) != 32:
+            raise ConfigError(f"{path} is damaged: it must hold 64 hex digits")
+        return secret
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    def config_text(self) -> str:
+        try:
+            return self.config_path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self.config_path}: {exc.strerror}") from None
+
+    def config(self) -> Config:
+        return parse_config(self.config_text(), str(self.config_path))
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.root / "ledger.sqlite"
+
+    def lock_daemon(self) -> int:
+        """The one-daemon-per-home lock, held by the daemon and by what must not run
+        beside it (an in-place recovery). An flock: it dies with its process (kill -9
+        too). Returns its descriptor; closing it unlocks."""
+        path = self.run_dir / "daemon.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"a daemon is already running for {self.root}") from None
+        return fd
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def held_dir(self) -> Path:
+        return self.root / "held"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "daemon.sock"
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "daemon.json"
+
+    def holder_dir(self, owner: NodeId) -> Path:
+        """Where ``owner``'s shards live: built from a parsed id, never from text."""
+        return self.held_dir / owner.hex()
+
+    def write_recovery_kit(self, key_text: str, node_id: NodeId, name: str) -> tuple[Path, Path]:
+        import segno
+
+        txt, png = self.root / "recovery-kit.txt", self.root / "recovery-kit.png"
+        text = (
+            "peerbak recovery kit\n"
+            "====================\n\n"
+            f"Node: {name or '(unnamed)'}  {node_id.hex()}\n\n"
+            "Recovery key:\n\n"
+            f"    {key_text}\n\n"
+            "With this key and the address of one friend in your pool, `peerbak recover`\n"
+            "rebuilds this node (its identity, and then your backups) on a new machine.\n"
+            "A few mistyped characters are corrected; write ? for one you cannot read.\n"
+            "Keep this page away from the machine it protects. Anyone holding it can read\n"
+            "your backups.\n"
+        )
+        try:
+            write_private(txt, text.encode())
+            qr = segno.make(key_text, error="m")
+            buffer = io.BytesIO()
+            qr.save(cast(Any, buffer), kind="png", scale=8, border=4)
+            write_private(png, buffer.getvalue())
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write the recovery kit in {self.root}") from None
+        return txt, png
+
+    def write_state(self, state: DaemonState) -> None:
+        try:
+            write_private(self.state_path, msgspec.json.encode(state))
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write {self.state_path}") from None
+
+    def read_state(self) -> DaemonState | None:
+        try:
+            raw = self.state_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise storage_error(exc, f"cannot read {self.state_path}") from None
+        try:
+            return msgspec.json.decode(raw, type=DaemonState)
+        except msgspec.DecodeError:
+            raise ConfigError(f"{self.state_path} is damaged: remove it") from None
+
+    def running_state(self) -> DaemonState | None:
+        """The state of a daemon that is still alive; a file left by a killed one is ignored."""
+        state = self.read_state()
+        if state is None:
+            return None
+        try:
+            os.kill(state.pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, under another user
+            return state
+        return state
+
+    def clear_state(self) -> None:
+        self.state_path.unlink(missing_ok=True)

@@ -1,0 +1,268 @@
+"""The node's configuration: TOML, validated on decode, errors that name file, line and key.
+
+Pure: it parses the text it is given. Keys are snake_case, as written by
+:func:`default_config_text`. Sizes are bytes, or text such as ``"500GiB"``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from peerbak.core.errors import ConfigError, InputError
+from peerbak.core.ids import NodeId
+
+_SIZE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)", re.IGNORECASE)
+_HOST_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+GIB: Final = 1 << 30
+
+
+def parse_size(text: str | int) -> int:
+    """``512``, ``"64MiB"``, ``"2G"``, ``"1.5GiB"`` → bytes (powers of 1024)."""
+    if isinstance(text, bool):
+        raise InputError(f"not a size: {text!r} (try 500GiB)")
+    if isinstance(text, int):
+        if text < 0:
+            raise InputError(f"a size cannot be negative: {text}")
+        return text
+    match = _SIZE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise InputError(f"not a size: {text!r} (try 500GiB)")
+    unit = match.group(2).lower()
+    return int(float(match.group(1)) * (1 << (10 * " kmgtp".index(unit or " "))))
+
+
+def _check_host_port(address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"not a host:port address: {address!r}")
+    _check_host(host)
+
+
+def _check_host(host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if _HOST_RE.fullmatch(host) is None:
+            raise InputError(f"not an address or host name: {host!r}") from None
+
+
+Size = int | str
+
+
+class NodeSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    listen: str = "0.0.0.0"  # noqa: S104 - a node serves its friends on every interface
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 7420
+    advertise: Annotated[list[str], msgspec.Meta(max_length=16)] = []
+
+
+class StorageSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    lend: Size = 50 * GIB
+    reserve_free: Size = 5 * GIB
+    #: Days a deleted shard stays in this holder's trash (owners cannot shorten it).
+    trash_days: Annotated[float, msgspec.Meta(ge=1, le=3650)] = 30
+    #: Replaced manifests kept per member in the trash, and their bytes, at most. Every
+    #: one is kept for the grace; past either bound the member's new manifests are
+    #: refused until the grace frees some (newer ones never push older ones out).
+    keep_manifests: Annotated[int, msgspec.Meta(ge=10, le=1_000_000)] = 2000
+    keep_manifest_bytes: Size = "256MiB"
+    lend_to: dict[str, Size] = {}
+
+
+class DiscoverySection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    lan: bool = True
+
+
+class NetworkSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    #: Seconds a member may stay silent before it counts as unreachable for this run
+    #: (transfers get more time in proportion to their size).
+    timeout: Annotated[float, msgspec.Meta(ge=1, le=600)] = 30.0
+
+
+class MaintenanceSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Challenges and repair, run by the daemon (defaults: protocol/security.md)."""
+
+    #: Whether the daemon challenges, reads back and repairs on its own.
+    enabled: bool = True
+    #: Challenges per holder per day, at random times.
+    challenges_per_day: Annotated[float, msgspec.Meta(gt=0, le=10_000)] = 48
+    #: Bytes of whole shards read back per day, to check every byte now and then.
+    read_per_day: Size = "256MiB"
+    #: Repair a pack once its healthy shards fall to k + margin (absent: at the first
+    #: missing shard).
+    repair_margin: Annotated[int, msgspec.Meta(ge=0, le=32)] | None = None
+    #: Days a member may be unreachable before its shards are repaired elsewhere.
+    lost_after_days: Annotated[float, msgspec.Meta(ge=1, le=365)] = 7
+    #: Repair traffic per hour (0: no limit).
+    repair_per_hour: Size = "4GiB"
+    #: Minutes between probes of every member (uptime, latency, last seen).
+    probe_minutes: Annotated[float, msgspec.Meta(ge=1, le=1440)] = 10
+
+
+class Storage(msgspec.Struct, frozen=True):
+    """The storage section with every size resolved to bytes."""
+
+    lend: int
+    reserve_free: int
+    lend_to: dict[NodeId, int]
+    #: (replaced manifests, their bytes) kept per member at most.
+    manifest_limit: tuple[int, int]
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    node: NodeSection = msgspec.field(default_factory=NodeSection)
+    storage_section: StorageSection = msgspec.field(default_factory=StorageSection, name="storage")
+    discovery: DiscoverySection = msgspec.field(default_factory=DiscoverySection)
+    network: NetworkSection = msgspec.field(default_factory=NetworkSection)
+    maintenance: MaintenanceSection = msgspec.field(default_factory=MaintenanceSection)
+
+    @property
+    def storage(self) -> Storage:
+        s = self.storage_section
+        return Storage(
+            parse_size(s.lend),
+            parse_size(s.reserve_free),
+            {NodeId.from_hex(k): parse_size(v) for k, v in s.lend_to.items()},
+            (s.keep_manifests, parse_size(s.keep_manifest_bytes)),
+        )
+
+    def lend_for(self, member: NodeId) -> int:
+        """What this node lends ``member``: its override, else the default."""
+        storage = self.storage
+        return storage.lend_to.get(member, storage.lend)
+
+
+def _line_of(text: str, path: list[str]) -> int | None:
+    """The line of ``a.b.key`` in TOML text: the key inside its [table], or the table."""
+    table: list[str] = []
+    found_table: int | None = None
+    want_table, key = path[:-1], path[-1] if path else ""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        header = re.fullmatch(r"\[\s*([^\[\]]+?)\s*\]", line)
+        if header:
+            table = [part.strip() for part in header.group(1).split(".")]
+            if table == path:
+                found_table = number
+            continue
+        name = line.split("=", 1)[0].strip().strip('"')
+        if "=" in line and table == want_table and name == key:
+            return number
+    return found_table
+
+
+def _fail(source: str, text: str, path: list[str], why: str) -> ConfigError:
+    line = _line_of(text, path)
+    where = f"{source} line {line}" if line else source
+    key = ".".join(path) or "(top level)"
+    return ConfigError(f"{where}: {key}: {why}")
+
+
+def parse_config(text: str, source: str = "config.toml") -> Config:
+    """Decode and check; every error names the file, the line and the key."""
+    try:
+        raw: Any = msgspec.toml.decode(text)
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = re.search(r" - at `\$((?:\.[^`.\[]+|\[[^\]]*\])*)`", message)
+        path = [p for p in re.findall(r"\.([^.`\[]+)", match.group(1))] if match else []
+        unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
+        if unknown:
+            raise _fail(source, text, [*path, unknown.group(1)], "unknown key") from None
+        why = message.split(" - at ", maxsplit=1)[0]
+        raise _fail(source, text, path, why) from None
+    _check(config, text, source)
+    return config
+
+
+def _check(config: Config, text: str, source: str) -> None:
+    try:
+        _check_host(config.node.listen)
+    except InputError as exc:
+        raise _fail(source, text, ["node", "listen"], str(exc)) from None
+    for address in config.node.advertise:
+        try:
+            _check_host_port(address)
+        except InputError as exc:
+            raise _fail(source, text, ["node", "advertise"], str(exc)) from None
+    s, m = config.storage_section, config.maintenance
+    for section, key, value in (
+        ("storage", "lend", s.lend),
+        ("storage", "reserve_free", s.reserve_free),
+        ("maintenance", "read_per_day", m.read_per_day),
+        ("maintenance", "repair_per_hour", m.repair_per_hour),
+    ):
+        try:
+            parse_size(value)
+        except InputError as exc:
+            raise _fail(source, text, [section, key], str(exc)) from None
+    for member, value in s.lend_to.items():
+        try:
+            NodeId.from_hex(member)
+            parse_size(value)
+        except InputError as exc:
+            raise _fail(source, text, ["storage", "lend_to", member], str(exc)) from None
+
+
+def default_config_text(name: str, port: int) -> str:
+    """The commented config that ``peerbak init`` writes."""
+    return f"""# peerbak node configuration (TOML). Sizes: bytes or text such as "500GiB".
+
+[node]
+# How friends see this node.
+name = {msgspec.json.encode(name).decode()}
+# Address and port of the SSH server friends connect to (port 0: chosen by the OS).
+listen = "0.0.0.0"
+port = {int(port)}
+# Addresses friends should dial ("host:port"), e.g. your router's forwarded port.
+# Empty: this machine's own addresses.
+advertise = []
+
+[storage]
+# What this node lends each member of the pool.
+lend = "50GiB"
+# Never fill the disk below this.
+reserve_free = "5GiB"
+# Days a shard an owner deleted stays in the trash here (ransomware on a friend's
+# machine cannot wipe its backups faster than this).
+trash_days = 30
+# Every manifest a member's backups replace is kept in the trash for those days too,
+# so `peerbak undelete` can bring back any snapshot made within them; at most this
+# many (and bytes) per member: past that its new manifests wait for the grace.
+keep_manifests = 2000
+keep_manifest_bytes = "256MiB"
+
+# Per-member overrides: node id = size.
+[storage.lend_to]
+
+[discovery]
+# Find members on the local network (mDNS). Only updates addresses of known members.
+lan = true
+
+[maintenance]
+# The daemon challenges holders, reads shards back and repairs on its own.
+enabled = true
+# Storage challenges per holder per day, at random times (48 find a friend that lost
+# 10 % of your shards within a day, 99.4 % of the time).
+challenges_per_day = 48
+# Whole shards read back per day, to check every byte now and then.
+read_per_day = "256MiB"
+# Repair a pack once its healthy shards fall to k + this margin (unset: repair at the
+# first missing shard, which docs/durability.md finds far safer).
+# repair_margin = 1
+# Days a member may be unreachable before its shards are rebuilt elsewhere.
+lost_after_days = 7
+# Repair traffic per hour ("0": no limit).
+repair_per_hour = "4GiB"
+# Minutes between probes of every member.
+probe_minutes = 10
+"""

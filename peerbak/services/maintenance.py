@@ -1,0 +1,153 @@
+"""What the daemon does on its own between backups: probe members, challenge holders,
+read a shard whole now and then, and repair.
+
+Each round opens the repository like a command does (its own ledger connection and
+member links, closed after), so the daemon's holder service never shares a failure
+with it. Repair takes the backup lock: a round that finds a backup, prune or another
+repair running skips repair and tries next round. The clock, the random source and
+the wait between rounds are parameters, so a test drives rounds without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from peerbak.adapters.home import Home
+from peerbak.core.config import Config, parse_size
+from peerbak.core.errors import ConfigError, Locked, PeerbakError
+from peerbak.core.health import AT_FIRST_LOSS, DAY, RepairPolicy
+from peerbak.services import challenges
+from peerbak.services.backup import backup_lock
+from peerbak.services.repair import RateLimit, RepairReport, repair
+from peerbak.services.repository import Member, Repository
+
+log = logging.getLogger(__name__)
+
+#: Share of challenge slots that read a whole shard instead, budget permitting.
+READ_WHOLE_SHARE: Final = 0.1
+#: Recent challenge outcomes and repair reports kept in memory (tests and status).
+KEPT: Final = 1000
+#: Packs repaired per hold of the lock: a backup waiting for it gets in between.
+BATCH: Final = 32
+
+
+def policy_of(config: Config) -> RepairPolicy:
+    m = config.maintenance
+    margin = AT_FIRST_LOSS if m.repair_margin is None else m.repair_margin
+    return RepairPolicy(margin=margin, lost_after=m.lost_after_days * DAY)
+
+
+@dataclass
+class Maintainer:
+    """The state kept between rounds: the challenge schedule and today's read budget."""
+
+    home: Home
+    rng: random.Random = field(default_factory=random.SystemRandom)
+    clock: Callable[[], float] = time.time
+    schedule: challenges.Schedule | None = None
+    last_repair: float = 0.0
+    read_day: int = -1
+    read_today: int = 0
+    outcomes: list[challenges.Outcome] = field(default_factory=list)
+    last_report: RepairReport | None = None
+    reports: list[RepairReport] = field(default_factory=list)
+
+    async def round(self, *, repair_now: bool = False) -> float:
+        """One round; returns the seconds until the next is due."""
+        config = self.home.config()
+        m = config.maintenance
+        repo = await Repository.open(self.home)
+        repo.clock = self.clock
+        async with repo:
+            await repo.probe()
+            now = self.clock()
+            if self.schedule is None or self.schedule.members != set(repo.members):
+                self.schedule = challenges.Schedule(
+                    repo.members, self.rng, now, m.challenges_per_day
+                )
+            for node in self.schedule.due(now):
+                member = repo.members.get(node)
+                if member is None or not member.up:
+                    continue
+                self.outcomes.append(await self._one(repo, member, parse_size(m.read_per_day)))
+                del self.outcomes[:-KEPT]  # a daemon runs for months
+            more = False
+            if repair_now or now - self.last_repair >= m.probe_minutes * 60:
+                more = await self._repair(repo, config, now)
+        if more:  # the lock was let go between batches: go on at once
+            return 1.0
+        wait = min(self.schedule.next_time() - self.clock(), m.probe_minutes * 60)
+        return max(wait, 1.0)
+
+    async def _one(self, repo: Repository, member: Member, budget: int) -> challenges.Outcome:
+        now = self.clock()
+        day = int(now // DAY)
+        if day != self.read_day:
+            self.read_day, self.read_today = day, 0
+        if self.read_today < budget and self.rng.random() < READ_WHOLE_SHARE:
+            outcome = await challenges.read_whole(repo, member, self.rng, now)
+            self.read_today += outcome.wire_bytes
+            return outcome
+        return await challenges.challenge(repo, member, self.rng, now)
+
+    async def _repair(self, repo: Repository, config: Config, now: float) -> bool:
+        """One batch of repair under the lock; True if packs remain for the next."""
+        per_hour = parse_size(config.maintenance.repair_per_hour)
+        try:
+            with backup_lock(self.home, who="maintenance"):
+                self.last_report = await repair(
+                    repo,
+                    policy_of(config),
+                    now,
+                    limit=RateLimit(per_hour) if per_hour else None,
+                    max_packs=BATCH,
+                )
+        except Locked:
+            log.info("repair waits: a backup, prune or repair is running")
+            return False
+        self.last_repair = now
+        r = self.last_report
+        self.reports.append(r)
+        del self.reports[:-KEPT]
+        if r.packs_repaired or r.shards_released or r.stuck:
+            log.info(
+                "repair: %d packs repaired, %d shards placed, %d released, %d stuck",
+                r.packs_repaired,
+                r.shards_placed,
+                r.shards_released,
+                len(r.stuck),
+            )
+        return r.packs_left > 0
+
+
+async def maintain_forever(
+    home: Home,
+    stopping: asyncio.Event,
+    wait: Callable[[float], Awaitable[None]] | None = None,
+) -> None:
+    """Rounds until ``stopping`` is set; errors are logged and the next round runs."""
+    maintainer = Maintainer(home)
+
+    async def default_wait(seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=seconds)
+
+    pause = wait or default_wait
+    if not home.config().maintenance.enabled:
+        return
+    while not stopping.is_set():
+        try:
+            seconds = await maintainer.round()
+        except ConfigError:
+            seconds = 600.0  # not in a pool yet
+        except PeerbakError as exc:
+            log.warning("maintenance round: %s", exc)
+            seconds = 60.0
+        await pause(seconds)

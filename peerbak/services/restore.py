@@ -1,0 +1,423 @@
+"""``peerbak restore``: a snapshot back onto disk, pack by pack.
+
+First the trees are read (they sit in a few metadata packs) while a plan records, for
+every pack, which chunk goes to which file at which offset; a file is created under a
+``.partial`` name by the first of its chunks to arrive. Then the packs are fetched, a
+few at a time, each from the fastest k of its holders; every shard is checked against
+its recorded root, every chunk by its AEAD tag and keyed hash; each chunk is written
+where the plan says. A file whose last chunk has arrived gets its mode, owner and
+times and is renamed to its name: a file under its final name is always whole.
+Links, special files and directory times come last, deepest first.
+
+The plan lives in a scratch SQLite file (peerbak.adapters.plan), not in memory: a restore
+holds a few packs at a time whatever the number of files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pathspec
+
+from peerbak.adapters.plan import RestorePlan
+from peerbak.core import objects
+from peerbak.core.errors import (
+    IntegrityError,
+    NotEnoughShares,
+    NotFoundError,
+    PeerbakError,
+    StorageError,
+)
+from peerbak.core.objects import Entry, NodeType, Snapshot, Tree
+from peerbak.core.pack import PackRecord
+from peerbak.services.fetch import FetchReport, read_blobs
+from peerbak.services.repository import Repository
+from peerbak.services.target import TargetDir, check_name
+
+#: Packs fetched and written at once: 3 × (16 MiB pack + k shards) in memory.
+IN_FLIGHT: Final = 3
+PARTIAL: Final = ".partial"
+#: Files are planned (their chunks located) in batches of about this many chunks.
+PLAN_BATCH: Final = 4000
+
+
+@dataclass
+class RestoreStats:
+    files: int = 0
+    dirs: int = 0
+    links: int = 0
+    bytes: int = 0
+    plan_seconds: float = 0.0
+    failed_packs: int = 0
+    incomplete: int = 0
+    #: The error class of a failed pack (NotEnoughShares first): the exit code.
+    error_class: type[PeerbakError] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _entry(raw: bytes) -> Entry:
+    return objects.decode(raw, Entry, "entry")
+
+
+class Restorer:
+    """Restores one snapshot into ``target``; ``close`` removes its plan."""
+
+    def __init__(self, repo: Repository, target: Path, include: list[str] | None = None) -> None:
+        self.repo = repo
+        self.target = target
+        self.include = pathspec.GitIgnoreSpec.from_lines(include) if include else None
+        self.stats = RestoreStats()
+        self._plan = RestorePlan()
+        self._am_root = os.geteuid() == 0
+        self._lock = threading.Lock()
+        self._dir: TargetDir | None = None
+        self._queued: list[tuple[bytes, Entry]] = []
+        self._queued_chunks = 0
+
+    def close(self) -> None:
+        self._plan.close()
+        if self._dir is not None:
+            self._dir.close()
+
+    @property
+    def dir(self) -> TargetDir:
+        assert self._dir is not None, "run() opens the target"
+        return self._dir
+
+    # -- phase 1: trees and the plan -----------------------------------------------------------
+
+    def _wanted(self, rel: str, is_dir: bool) -> bool:
+        if self.include is None:
+            return True
+        return self.include.match_file(rel + "/" if is_dir else rel)
+
+    async def _walk(self, tree_id: bytes, here: bytes, rel: str, forced: bool) -> bool:
+        """Plan what is wanted below ``here`` (relative to the target); True when anything
+        was."""
+        raw = await self.repo.read_blob(tree_id)
+        tree = objects.decode(raw, Tree, "tree", tree_id.hex()[:12])
+        any_wanted = False
+        for entry in tree.entries:
+            name = os.fsdecode(check_name(entry.name))
+            path = here + b"/" + entry.name if here else entry.name
+            child_rel = f"{rel}/{name}"
+            if entry.type is NodeType.DIR:
+                take = forced or self._wanted(child_rel, True)
+                inside = await self._walk(entry.subtree, path, child_rel, take)
+                if take or inside:
+                    self._plan.add_dir(path, path.count(b"/") + 1, objects.encode(entry))
+                    any_wanted = True
+                continue
+            if not (forced or self._wanted(child_rel, False)):
+                continue
+            any_wanted = True
+            if entry.type is NodeType.FILE:
+                self._queued.append((path, entry))
+                self._queued_chunks += len(entry.content) // 32
+            else:
+                self._plan.add_later(path, objects.encode(entry))
+        if self._queued_chunks >= PLAN_BATCH:
+            await self._plan_queued()
+        return any_wanted
+
+    async def _plan_queued(self) -> None:
+        """The files seen so far into the plan, their chunks located a batch at a time."""
+        files, self._queued, self._queued_chunks = self._queued, [], 0
+        planned: list[tuple[int, bytes, Entry]] = []
+        for path, entry in files:
+            inode = (entry.device, entry.inode) if entry.links > 1 else None
+            ident = self._plan.add_file(
+                path, objects.encode(entry), len(entry.content) // 32, inode
+            )
+            if ident is not None and entry.content:
+                planned.append((ident, path, entry))
+        located = await self.repo.ledger.locate_sized(
+            [c for _, _, entry in planned for c in entry.chunks]
+        )
+        rows: list[tuple[bytes, bytes, int, int]] = []
+        for ident, path, entry in planned:
+            offset = 0
+            for chunk in entry.chunks:
+                found = located.get(bytes(chunk))
+                if found is None:
+                    raise NotFoundError(
+                        f"{os.fsdecode(path)}: chunk {chunk.hex()[:12]} is in no stored pack"
+                    )
+                rows.append((found[0], bytes(chunk), ident, offset))
+                offset += found[1]
+            if offset != entry.size:
+                raise IntegrityError(
+                    f"{os.fsdecode(path)}: its chunks add up to {offset} bytes, the snapshot "
+                    f"says {entry.size}",
+                    obj="file",
+                    ident=os.fsdecode(path),
+                    check="size",
+                )
+        self._plan.add_targets(rows)
+
+    # -- phase 2: packs ------------------------------------------------------------------
+
+    async def _fetch_all(self) -> None:
+        """IN_FLIGHT workers take packs from the plan until none is left."""
+        packs = self._plan.packs()
+        lock = asyncio.Lock()
+
+        async def worker() -> None:
+            while True:
+                async with lock:
+                    pack = await asyncio.to_thread(next, packs, None)
+                if pack is None:
+                    return
+                await self._pack(pack)
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+    async def _pack(self, pack: bytes) -> None:
+        found = await self.repo.ledger.pack(pack)
+        if found is None:
+            raise NotFoundError(f"pack {pack.hex()[:12]} is not in the ledger")
+        record, holders = found
+        try:
+            data = await self.repo.fetch_record(record, holders, FetchReport())
+            await asyncio.to_thread(self._write_pack, record, data)
+        except (NotEnoughShares, IntegrityError) as exc:
+            # One lost pack must not cost the files that do not need it: go on, and
+            # report the files it leaves incomplete (still under .partial names).
+            self.stats.failed_packs += 1
+            self.stats.errors.append(str(exc))
+            if self.stats.error_class is None or isinstance(exc, NotEnoughShares):
+                self.stats.error_class = type(exc)
+
+    def _make_dirs(self) -> None:
+        """Every directory, shallowest first (writers make the ones they need as well)."""
+        for path, _ in self._plan.dirs(deepest_first=False):
+            self.dir.make_dir(path)
+
+    def _write_pack(self, record: PackRecord, data: bytes) -> None:
+        targets, paths = self._plan.targets(bytes(record.pack_id))
+        wanted: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+        for chunk, ident, offset in targets:
+            wanted[chunk].append((ident, offset))
+        counts: dict[int, int] = defaultdict(int)
+        for entry, plain in read_blobs(self.repo.keys, data, record):
+            for ident, offset in wanted.pop(bytes(entry.ident), ()):
+                # Made by its first chunk; packs write one file's chunks in parallel.
+                fd = self.dir.open_file(_partial(paths[ident]))
+                try:
+                    os.pwrite(fd, plain, offset)
+                finally:
+                    os.close(fd)
+                counts[ident] += 1
+        if wanted:
+            raise IntegrityError(
+                f"pack {record.pack_id.hex()[:12]} lacks {len(wanted)} chunks the index "
+                "places in it",
+                obj="pack",
+                ident=record.pack_id.hex(),
+                check="index",
+            )
+        for ident, path, raw in self._plan.written(counts):
+            self._finish(ident, path, _entry(raw))
+
+    def _finish(self, ident: int, path: bytes, entry: Entry) -> None:
+        partial = _partial(path)
+        fd = self.dir.open_file(partial)
+        try:
+            os.ftruncate(fd, entry.size)  # a stale .partial may have been longer
+            self._attributes(fd, entry)
+        finally:
+            os.close(fd)
+        self.dir.replace(partial, path)
+        links = self._plan.links(ident) if entry.links > 1 else []
+        for link in links:
+            self.dir.link(path, link)
+        with self._lock:
+            self.stats.files += 1
+            self.stats.bytes += entry.size
+            self.stats.links += len(links)
+
+    # -- phase 3: what has no contents -----------------------------------------------------
+
+    def _special(self, path: bytes, entry: Entry) -> None:
+        uid, gid = (entry.uid, entry.gid) if self._am_root else (-1, -1)
+        if entry.type is NodeType.SYMLINK:
+            self.dir.symlink(path, entry.target, uid, gid, entry.mtime_ns)
+            return
+        kinds = {
+            NodeType.FIFO: stat.S_IFIFO,
+            NodeType.CHARDEV: stat.S_IFCHR,
+            NodeType.BLOCKDEV: stat.S_IFBLK,
+        }
+        try:
+            self.dir.mknod(
+                path, kinds[entry.type], entry.mode, entry.rdev, uid, gid, entry.mtime_ns
+            )
+        except PermissionError:
+            self.stats.errors.append(f"{os.fsdecode(path)}: only root can make device files")
+
+    def _attributes(self, fd: int, entry: Entry) -> None:
+        """Owner (as root), then mode (chown clears set-id bits), then times: all through
+        the entry's own descriptor, so nothing planted at its name is followed."""
+        if self._am_root:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, entry.uid, entry.gid)
+        os.fchmod(fd, entry.mode)
+        with contextlib.suppress(OSError):
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+
+    def _finish_empty(self) -> None:
+        for ident, path, raw in list(self._plan.empty_files()):
+            self._finish(ident, path, _entry(raw))
+
+    def _last(self) -> None:
+        """Links and devices, then directory attributes, deepest first (writing into a
+        directory changes its mtime, so its own comes after its contents)."""
+        for path, raw in self._plan.later():
+            self._special(path, _entry(raw))
+        for path, raw in self._plan.dirs(deepest_first=True):
+            fd = self.dir.open_dir(path)
+            try:
+                self._attributes(fd, _entry(raw))
+            finally:
+                os.close(fd)
+            self.stats.dirs += 1
+
+    # -- the whole ---------------------------------------------------------------------------
+
+    async def run(self, snapshot: Snapshot) -> RestoreStats:
+        self._dir = TargetDir(self.target)
+        t0 = time.monotonic()
+        await self._walk(snapshot.tree, b"", "", False)
+        await self._plan_queued()
+        self._plan.planned()
+        self.stats.plan_seconds = time.monotonic() - t0
+        # Directories are made in a thread while the first packs arrive; writers wait.
+        made = asyncio.create_task(asyncio.to_thread(self._make_dirs))
+        fetching = asyncio.create_task(self._fetch_all())
+        try:
+            await made
+            await asyncio.to_thread(self._finish_empty)
+            await fetching
+        except BaseException:
+            for t in (made, fetching):
+                t.cancel()
+            await asyncio.gather(made, fetching, return_exceptions=True)
+            raise
+        count, example = self._plan.unfinished()
+        if count and not self.stats.failed_packs:
+            raise IntegrityError(
+                f"{count} files did not get all their chunks, e.g. {os.fsdecode(example)}",
+                obj="restore",
+                check="complete",
+            )
+        self.stats.incomplete = count
+        if count:
+            self.stats.errors.append(
+                f"{count} files are incomplete (left as .partial), e.g. "
+                f"{os.fsdecode(self.target / os.fsdecode(example))}"
+            )
+        await asyncio.to_thread(self._last)
+        return self.stats
+
+
+def _partial(path: bytes) -> bytes:
+    return path + PARTIAL.encode()
+
+
+async def run_restore(
+    repo: Repository, snapshot_ref: str, target: Path, include: list[str] | None = None
+) -> dict[str, Any]:
+    started = time.time()
+    await repo.probe()
+    snapshot = await repo.find_snapshot(snapshot_ref)
+    restorer = Restorer(repo, target, include)
+    try:
+        stats = await restorer.run(snapshot)
+    except OSError as exc:
+        raise StorageError(f"cannot write under {target}: {exc}") from None
+    finally:
+        restorer.close()
+    seconds = time.time() - started
+    return {
+        "message_type": "summary",
+        "snapshot_id": snapshot.id.hex(),
+        "target": str(target),
+        "files_restored": stats.files,
+        "dirs_restored": stats.dirs,
+        "hard_links": stats.links,
+        "bytes_restored": stats.bytes,
+        "total_duration": round(seconds, 3),
+        "plan_duration": round(stats.plan_seconds, 3),
+        "mb_per_s": round(stats.bytes / max(seconds, 1e-9) / 1e6, 1),
+        "served_by": {
+            (m.name or m.link.node.short): m.served for m in repo.members.values() if m.served
+        },
+        "down": {(m.name or m.link.node.short): m.error for m in repo.members.values() if not m.up},
+        "failed_packs": stats.failed_packs,
+        "incomplete_files": stats.incomplete,
+        "exit_code": stats.error_class.exit_code if stats.error_class else 0,
+        "errors": stats.errors[:100],
+    }
+
+
+async def list_tree(
+    repo: Repository, snapshot: Snapshot, below: str = "/"
+) -> AsyncIterator[dict[str, Any]]:
+    """Every entry of a snapshot under ``below``, depth first, as ``ls --json`` rows."""
+    below = "/" + below.strip("/") if below.strip("/") else "/"
+
+    async def walk(tree_id: bytes, prefix: str) -> AsyncIterator[dict[str, Any]]:
+        raw = await repo.read_blob(tree_id)
+        for entry in objects.decode(raw, Tree, "tree", tree_id.hex()[:12]).entries:
+            path = f"{prefix}/{os.fsdecode(entry.name)}"
+            inside = below in ("/", path) or path.startswith(below + "/")
+            if inside:
+                yield _row(path, entry)
+            if entry.type is NodeType.DIR and (inside or below.startswith(path + "/")):
+                async for row in walk(entry.subtree, path):
+                    yield row
+
+    async for row in walk(snapshot.tree, ""):
+        yield row
+
+
+def _row(path: str, entry: Entry) -> dict[str, Any]:
+    kinds = {
+        NodeType.FILE: "file",
+        NodeType.DIR: "dir",
+        NodeType.SYMLINK: "symlink",
+        NodeType.FIFO: "fifo",
+        NodeType.CHARDEV: "chardev",
+        NodeType.BLOCKDEV: "blockdev",
+    }
+    fmt = {
+        NodeType.FILE: stat.S_IFREG,
+        NodeType.DIR: stat.S_IFDIR,
+        NodeType.SYMLINK: stat.S_IFLNK,
+        NodeType.FIFO: stat.S_IFIFO,
+        NodeType.CHARDEV: stat.S_IFCHR,
+        NodeType.BLOCKDEV: stat.S_IFBLK,
+    }
+    return {
+        "path": path,
+        "type": kinds[entry.type],
+        "mode": entry.mode,
+        "permissions": stat.filemode(fmt[entry.type] | entry.mode),
+        "size": entry.size,
+        "uid": entry.uid,
+        "gid": entry.gid,
+        "mtime_ns": entry.mtime_ns,
+        "mtime_text": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.mtime_ns / 1e9)),
+        "links": entry.links,
+        "target": os.fsdecode(entry.target) if entry.target else "",
+    }

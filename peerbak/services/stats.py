@@ -1,0 +1,82 @@
+"""``peerbak stats``: what the backups weigh, before and after deduplication and
+redundancy, what each snapshot added, and what each member holds.
+
+For one snapshot the trees are walked (one visit per distinct tree) and its distinct
+chunks counted; for the whole node the ledger answers alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peerbak.core import objects
+from peerbak.core.objects import NodeType, Snapshot, Tree
+from peerbak.services.repository import Repository
+
+
+async def _snapshot_chunks(repo: Repository, snap: Snapshot) -> tuple[int, int, set[bytes]]:
+    """(files, logical bytes, distinct chunk ids) of one snapshot."""
+    files = size = 0
+    chunks: set[bytes] = set()
+    seen: set[bytes] = set()
+    todo = [snap.tree]
+    while todo:
+        tree_id = todo.pop()
+        if tree_id in seen:
+            continue
+        seen.add(tree_id)
+        tree = objects.decode(await repo.read_blob(tree_id), Tree, "tree", tree_id.hex()[:12])
+        for entry in tree.entries:
+            if entry.type is NodeType.DIR:
+                todo.append(entry.subtree)
+            elif entry.type is NodeType.FILE:
+                files += 1
+                size += entry.size
+                content = entry.content
+                chunks.update(content[i : i + 32] for i in range(0, len(content), 32))
+    return files, size, chunks
+
+
+async def run_stats(repo: Repository, snapshot_ref: str | None) -> dict[str, Any]:
+    snaps = await repo.snapshots()
+    held = await repo.ledger.held_by_member()
+    members = [
+        {
+            "node": node.hex(),
+            "name": repo.members[node].name if node in repo.members else "",
+            "shards": shards,
+            "bytes": size,
+        }
+        for node, (shards, size) in sorted(held.items(), key=lambda kv: -kv[1][1])
+    ]
+    added = [
+        {
+            "snapshot": s.id.hex(),
+            "time": s.time,
+            "data_added": s.summary.data_added,
+            "stored_added": s.summary.stored_added,
+            "packs_added": s.summary.packs_added,
+        }
+        for s in snaps
+    ]
+    if snapshot_ref is not None:
+        snap = await repo.find_snapshot(snapshot_ref)
+        files, logical, chunks = await _snapshot_chunks(repo, snap)
+        dedup, stored = await repo.ledger.chunk_sizes(chunks)
+        scope: dict[str, Any] = {"snapshot": snap.id.hex(), "snapshots": 1, "files": files}
+    else:
+        logical = sum(s.summary.total_bytes for s in snaps)
+        dedup, stored = await repo.ledger.totals()
+        scope = {
+            "snapshot": "",
+            "snapshots": len(snaps),
+            "files": sum(s.summary.total_files for s in snaps),
+        }
+    return {
+        **scope,
+        "logical_bytes": logical,
+        "deduplicated_bytes": dedup,
+        "stored_bytes": stored,
+        "added_by_snapshot": added,
+        "members": members,
+    }
