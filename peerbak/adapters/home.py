@@ -17,9 +17,12 @@ fact) and atomically, so no crash leaves a half-written key under its final name
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -27,9 +30,11 @@ import msgspec
 import platformdirs
 
 from peerbak.adapters.files import storage_error, write_private
+from peerbak.adapters.store import trashed_manifests
 from peerbak.core.config import Config, parse_config
-from peerbak.core.errors import ConfigError
+from peerbak.core.errors import ConfigError, Locked, StorageError
 from peerbak.core.ids import NodeId
+from peerbak.ports.workspace import Held
 
 ENV_HOME: Final = "PEERBAK_HOME"
 SECRET_FILE: Final = "node.secret"  # noqa: S105 - a file name
@@ -123,16 +128,54 @@ class Home:
 
     def lock_daemon(self) -> int:
         """The one-daemon-per-home lock, held by the daemon and by what must not run
-        beside it (an in-place recovery). An flock: it dies with its process (kill -9
-        too). Returns its descriptor; closing it unlocks."""
-        path = self.run_dir / "daemon.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        beside it (an in-place recovery). Returns its descriptor; closing it unlocks."""
+        fd, holder = _flock(self.run_dir / "daemon.lock")
+        if holder is not None:
             os.close(fd)
-            raise ConfigError(f"a daemon is already running for {self.root}") from None
+            raise ConfigError(f"a daemon is already running for {self.root}")
         return fd
+
+    @contextlib.contextmanager
+    def lock(self, who: str, *, wait: float = 0.0) -> Iterator[None]:
+        """The writer's lock (:meth:`peerbak.ports.workspace.Workspace.lock`).
+
+        A second backup is refused at once (two at once is a mistake, as in restic).
+        The daemon's repair holds the lock for a batch of packs at a time and is marked
+        ``maintenance``: a command finding it waits up to ``wait`` seconds instead.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            fd, holder = _flock(self.run_dir / "backup.lock")
+            if holder is None:
+                break
+            os.close(fd)
+            if "maintenance" in holder and time.monotonic() < deadline:
+                time.sleep(0.2)  # the daemon lets go between batches
+                continue
+            pid = holder[0] if holder else "?"
+            kind = holder[1] if len(holder) > 1 else "backup"
+            raise Locked(f"a {kind} of this node is running (pid {pid}); try again when it is done")
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {who}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.run_dir
+
+    def held_for(self, owner: NodeId) -> Held:
+        """What this node keeps for ``owner``, from its directory (live and trash)."""
+        root = self.holder_dir(owner)
+        total = 0
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+        manifests, manifest_bytes = trashed_manifests(root / "trash")
+        return Held(total, manifests, manifest_bytes)
 
     @property
     def run_dir(self) -> Path:
@@ -213,3 +256,17 @@ class Home:
 
     def clear_state(self) -> None:
         self.state_path.unlink(missing_ok=True)
+
+
+def _flock(path: Path) -> tuple[int, list[str] | None]:
+    """Open ``path`` and try an exclusive flock (it dies with its process, kill -9 too):
+    the descriptor, and None if taken, else the words its holder wrote in it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return fd, os.pread(fd, 64, 0).decode(errors="replace").split()
+    return fd, None

@@ -1,4 +1,9 @@
-"""A member, seen from this node: the ShareStore port over SSH, and the join call.
+"""A member, seen from this node: the Member port over SSH, and the join call.
+
+The requests are written once, in :class:`MemberClient`, over any
+:class:`~peerbak.ports.Channel`: :class:`PeerLink` runs them on SSH channels, and the
+in-process member of :mod:`peerbak.tools.mempool` on a pipe to a holder in the same
+process, so the services' tests exercise this very code.
 
 Each request runs on one of a few channels of one SSH connection, under a timeout.
 A member that fails to answer is marked down for a backoff period (1 s doubling to
@@ -12,7 +17,7 @@ import asyncio
 import builtins
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final, TypeVar
 
 from peerbak import __version__
@@ -29,7 +34,7 @@ from peerbak.core.errors import (
 )
 from peerbak.core.ids import NodeId, PackId, ShardKey
 from peerbak.core.pack import Shard, ShardHeader
-from peerbak.ports import ShardInfo
+from peerbak.ports import Channel, ShardInfo
 
 T = TypeVar("T", bound=wire.Message)
 
@@ -59,7 +64,7 @@ async def handshake_any(chan: FramedChannel) -> wire.Welcome:
     return await expect(chan, wire.Welcome)
 
 
-async def expect(chan: FramedChannel, kind: type[T]) -> T:
+async def expect(chan: Channel, kind: type[T]) -> T:
     """The next message, which must be ``kind``; an Error reply is raised as its error."""
     msg = await chan.recv()
     if isinstance(msg, kind):
@@ -70,7 +75,7 @@ async def expect(chan: FramedChannel, kind: type[T]) -> T:
     raise RemoteProtocolError(f"expected {kind.__name__}, got {got}")
 
 
-async def _collect(chan: FramedChannel, length: int) -> bytearray:
+async def _collect(chan: Channel, length: int) -> bytearray:
     out = bytearray()
     while len(out) < length:
         data = await expect(chan, wire.Data)
@@ -80,166 +85,42 @@ async def _collect(chan: FramedChannel, length: int) -> bytearray:
     return out
 
 
-class _Call:
-    """One request in flight: its channel and its deadline."""
+class Call:
+    """One request in flight: its channel and its deadline (None: no deadline)."""
 
-    def __init__(self, chan: FramedChannel, deadline: asyncio.Timeout) -> None:
+    def __init__(self, chan: Channel, deadline: asyncio.Timeout | None) -> None:
         self.chan = chan
         self._deadline = deadline
 
     def allow(self, nbytes: int) -> None:
         """Extend the deadline for ``nbytes`` more at MIN_RATE (a size the peer announced)."""
+        if self._deadline is None:
+            return
         when = self._deadline.when()
         if when is not None:
             self._deadline.reschedule(when + nbytes / MIN_RATE)
 
 
-class PeerLink:
-    """The ShareStore of one member, reached over SSH."""
+class MemberClient:
+    """The Member port's requests, over whatever channel ``_request`` provides."""
 
-    def __init__(
-        self,
-        node: NodeId,
-        addresses: Sequence[str],
-        host_key: bytes,
-        client_key: asyncssh.SSHKey,
-        *,
-        timeout: float = 30.0,
-        channels: int = 4,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.node = node
-        self.addresses = list(addresses)
-        self.host_key = host_key
-        self.timeout = timeout
-        self._client_key = client_key
-        self._clock = clock
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._connecting = asyncio.Lock()
-        self._idle: list[FramedChannel] = []
-        self._slots = asyncio.Semaphore(channels)
-        self._down_until = 0.0
-        self._backoff = BACKOFF_MIN
-        self.last_error = ""
+    node: NodeId
 
-    # -- connection management ------------------------------------------------------------
-
-    async def _connection(self) -> asyncssh.SSHClientConnection:
-        async with self._connecting:
-            if self._conn is not None and not self._conn.is_closed():
-                return self._conn
-            self._drop()  # the member restarted or the network broke: dial again
-            errors = []
-            for address in self.addresses:
-                try:
-                    self._conn = await transport.connect(
-                        address, self.host_key, self._client_key, self.timeout
-                    )
-                    return self._conn
-                except PeerUnavailable as exc:
-                    errors.append(str(exc))
-            raise PeerUnavailable(
-                f"member {self.node.short}: " + ("; ".join(errors) or "no known address")
-            )
-
-    async def _open(self) -> FramedChannel:
-        conn = await self._connection()
-        chan = await transport.open_channel(conn)
-        await handshake(chan, bytes(self.node))
-        return chan
-
-    def seen_alive(self) -> None:
-        """News that the member is up (it called us, or announced new addresses):
-        forget the backoff so the next request tries at once."""
-        self._down_until = 0.0
-        self._backoff = BACKOFF_MIN
-
-    def _idle_channel(self) -> FramedChannel | None:
-        while self._idle:
-            chan = self._idle.pop()
-            if not chan.closing:
-                return chan
-            chan.close()
-        return None
-
-    def _mark_down(self, why: str) -> None:
-        self.last_error = why
-        self._down_until = self._clock() + self._backoff
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
-        self._drop()
-
-    def _drop(self) -> None:
-        for chan in self._idle:
-            chan.close()
-        self._idle.clear()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    @property
-    def warm(self) -> bool:
-        """A request now costs one round trip: connected, with an idle channel open."""
-        conn = self._conn
-        return conn is not None and not conn.is_closed() and any(not c.closing for c in self._idle)
-
-    @property
-    def cipher(self) -> str:
-        """The negotiated cipher of the current connection, for reports."""
-        if self._conn is None:
-            return ""
-        return str(self._conn.get_extra_info("send_cipher", ""))
-
-    async def close(self) -> None:
-        conn = self._conn
-        self._drop()
-        if conn is not None:
-            await conn.wait_closed()
-
-    @asynccontextmanager
-    async def _request(
+    def _request(
         self, *, reuse_after_error: bool = True, nbytes: int = 0
-    ) -> AsyncIterator[_Call]:
-        """A channel for one request, under a deadline of ``timeout`` plus ``nbytes`` at
-        MIN_RATE; :meth:`_Call.allow` extends it once a peer announces a size."""
-        wait = self._down_until - self._clock()
-        if wait > 0:
-            raise PeerUnavailable(
-                f"member {self.node.short} is unreachable ({self.last_error}); "
-                f"next try in {wait:.0f} s"
-            )
-        async with self._slots:
-            reusable = False
-            chan: FramedChannel | None = None
-            try:
-                async with asyncio.timeout(self.timeout + nbytes / MIN_RATE) as deadline:
-                    chan = self._idle_channel() or await self._open()
-                    try:
-                        yield _Call(chan, deadline)
-                        reusable = True
-                    except PeerbakError as exc:
-                        reusable = reuse_after_error and not isinstance(
-                            exc, (PeerUnavailable, RemoteProtocolError)
-                        )
-                        raise
-            except TimeoutError:
-                self._mark_down(f"no answer within {self.timeout:.0f} s")
-                raise PeerUnavailable(
-                    f"member {self.node.short} did not answer within {self.timeout:.0f} s"
-                ) from None
-            except PeerUnavailable as exc:
-                self._mark_down(str(exc))
-                raise
-            finally:
-                if chan is not None:
-                    if reusable and self._conn is not None:
-                        self._idle.append(chan)
-                    else:
-                        chan.close()
-            self._backoff = BACKOFF_MIN
+    ) -> AbstractAsyncContextManager[Call]:
+        """A channel for one request, under a deadline of the link's choosing;
+        ``reuse_after_error`` says whether an error reply leaves the channel usable."""
+        raise NotImplementedError
 
     # -- the ShareStore port ------------------------------------------------------------------
 
     async def put(self, key: ShardKey, shard: Shard) -> None:
+        if (shard.header.pack_id, shard.header.index) != (key.pack, key.index):
+            # The holder files a shard under its header's key: a mismatch is our bug.
+            raise InputError(
+                f"shard {shard.header.pack_id.hex()}.{shard.header.index} put as {key.text}"
+            )
         async with self._request(reuse_after_error=False, nbytes=len(shard.data)) as call:
             chan = call.chan
             await chan.send(wire.PutShard(header=shard.header.to_bytes()))
@@ -358,6 +239,150 @@ class PeerLink:
             chan = call.chan
             await chan.send(wire.RosterPush(records=[bytes(r) for r in records]))
             return (await expect(chan, wire.RosterAck)).accepted
+
+
+class PeerLink(MemberClient):
+    """One member, reached over SSH."""
+
+    def __init__(
+        self,
+        node: NodeId,
+        addresses: Sequence[str],
+        host_key: bytes,
+        client_key: asyncssh.SSHKey,
+        *,
+        timeout: float = 30.0,
+        channels: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node = node
+        self.addresses = list(addresses)
+        self.host_key = host_key
+        self.timeout = timeout
+        self._client_key = client_key
+        self._clock = clock
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._connecting = asyncio.Lock()
+        self._idle: list[FramedChannel] = []
+        self._slots = asyncio.Semaphore(channels)
+        self._down_until = 0.0
+        self._backoff = BACKOFF_MIN
+        self.last_error = ""
+
+    # -- connection management ------------------------------------------------------------
+
+    async def _connection(self) -> asyncssh.SSHClientConnection:
+        async with self._connecting:
+            if self._conn is not None and not self._conn.is_closed():
+                return self._conn
+            self._drop()  # the member restarted or the network broke: dial again
+            errors = []
+            for address in self.addresses:
+                try:
+                    self._conn = await transport.connect(
+                        address, self.host_key, self._client_key, self.timeout
+                    )
+                    return self._conn
+                except PeerUnavailable as exc:
+                    errors.append(str(exc))
+            raise PeerUnavailable(
+                f"member {self.node.short}: " + ("; ".join(errors) or "no known address")
+            )
+
+    async def _open(self) -> FramedChannel:
+        conn = await self._connection()
+        chan = await transport.open_channel(conn)
+        await handshake(chan, bytes(self.node))
+        return chan
+
+    def seen_alive(self) -> None:
+        """News that the member is up (it called us, or announced new addresses):
+        forget the backoff so the next request tries at once."""
+        self._down_until = 0.0
+        self._backoff = BACKOFF_MIN
+
+    def _idle_channel(self) -> FramedChannel | None:
+        while self._idle:
+            chan = self._idle.pop()
+            if not chan.closing:
+                return chan
+            chan.close()
+        return None
+
+    def _mark_down(self, why: str) -> None:
+        self.last_error = why
+        self._down_until = self._clock() + self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        self._drop()
+
+    def _drop(self) -> None:
+        for chan in self._idle:
+            chan.close()
+        self._idle.clear()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def warm(self) -> bool:
+        """A request now costs one round trip: connected, with an idle channel open."""
+        conn = self._conn
+        return conn is not None and not conn.is_closed() and any(not c.closing for c in self._idle)
+
+    @property
+    def cipher(self) -> str:
+        """The negotiated cipher of the current connection, for reports."""
+        if self._conn is None:
+            return ""
+        return str(self._conn.get_extra_info("send_cipher", ""))
+
+    async def close(self) -> None:
+        conn = self._conn
+        self._drop()
+        if conn is not None:
+            await conn.wait_closed()
+
+    @asynccontextmanager
+    async def _request(
+        self, *, reuse_after_error: bool = True, nbytes: int = 0
+    ) -> AsyncIterator[Call]:
+        """A channel for one request, under a deadline of ``timeout`` plus ``nbytes`` at
+        MIN_RATE; :meth:`Call.allow` extends it once a peer announces a size."""
+        wait = self._down_until - self._clock()
+        if wait > 0:
+            raise PeerUnavailable(
+                f"member {self.node.short} is unreachable ({self.last_error}); "
+                f"next try in {wait:.0f} s"
+            )
+        async with self._slots:
+            reusable = False
+            chan: FramedChannel | None = None
+            try:
+                async with asyncio.timeout(self.timeout + nbytes / MIN_RATE) as deadline:
+                    chan = self._idle_channel() or await self._open()
+                    try:
+                        yield Call(chan, deadline)
+                        reusable = True
+                    except PeerbakError as exc:
+                        reusable = reuse_after_error and not isinstance(
+                            exc, (PeerUnavailable, RemoteProtocolError)
+                        )
+                        raise
+            except TimeoutError:
+                self._mark_down(f"no answer within {self.timeout:.0f} s")
+                raise PeerUnavailable(
+                    f"member {self.node.short} did not answer within {self.timeout:.0f} s"
+                ) from None
+            except PeerUnavailable as exc:
+                self._mark_down(str(exc))
+                raise
+            finally:
+                if chan is not None:
+                    if reusable and self._conn is not None:
+                        self._idle.append(chan)
+                    else:
+                        chan.close()
+            self._backoff = BACKOFF_MIN
 
 
 async def request_join(

@@ -38,7 +38,7 @@ def _health(repo: Any) -> Any:
 def status(as_json: bool) -> None:
     """Is my backup safe? Pool health in plain words, and the running node."""
     from peerbak.adapters.control import call
-    from peerbak.services.repository import Repository
+    from peerbak.node.compose import open_repository
 
     home = run(as_json, open_home)
     try:
@@ -49,7 +49,7 @@ def status(as_json: bool) -> None:
 
     async def health() -> dict[str, Any] | None:
         try:
-            repo = await Repository.open(home)
+            repo = await open_repository(home)
         except ConfigError:
             return None  # in no pool yet: nothing to be healthy about
         async with repo:
@@ -216,7 +216,6 @@ def challenge(count: int, only: str | None, seed: int | None, as_json: bool) -> 
 def repair(limit: str | None, as_json: bool) -> None:
     """Rebuild lost shards onto other members now (the daemon also does this)."""
     from peerbak.core.config import parse_size as config_size
-    from peerbak.services.backup import backup_lock
     from peerbak.services.repair import RateLimit
     from peerbak.services.repair import repair as run_repair
 
@@ -226,14 +225,13 @@ def repair(limit: str | None, as_json: bool) -> None:
     )
 
     async def go(repo: Any) -> dict[str, Any]:
-        with backup_lock(home, who="repair", wait=600):
-            await repo.probe()
-            report = await run_repair(
-                repo, _policy(), time.time(), limit=RateLimit(per_hour) if per_hour else None
-            )
+        await repo.probe()
+        report = await run_repair(
+            repo, _policy(), time.time(), limit=RateLimit(per_hour) if per_hour else None
+        )
         return dict(report.__dict__)
 
-    r = repo_call(as_json, go)
+    r = repo_call(as_json, go, lock="repair")
     if as_json:
         click.echo(json.dumps(r))
     else:
@@ -252,16 +250,12 @@ def repair(limit: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def undelete(as_json: bool) -> None:
     """Bring back every shard and manifest the members keep in their trash."""
-    from peerbak.services.backup import backup_lock
     from peerbak.services.undelete import undelete as run_undelete
 
-    home = run(as_json, open_home)
-
     async def go(repo: Any) -> dict[str, Any]:
-        with backup_lock(home, who="undelete", wait=600):
-            return await run_undelete(repo)
+        return await run_undelete(repo)
 
-    r = repo_call(as_json, go)
+    r = repo_call(as_json, go, lock="undelete")
     if as_json:
         click.echo(json.dumps(r))
         return
@@ -297,7 +291,6 @@ def _keep_options(fn: Any) -> Any:
 def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
     """Forget snapshots by restic's keep rules (and prune with --prune)."""
     from peerbak.core.retention import KeepPolicy, parse_duration
-    from peerbak.services.backup import backup_lock
     from peerbak.services.prune import forget as run_forget
     from peerbak.services.prune import prune as run_prune
 
@@ -324,13 +317,11 @@ def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
         )
 
     policy = run(as_json, build)
-    home = run(as_json, open_home)
 
     async def go(repo: Any) -> dict[str, Any]:
-        with backup_lock(home, who="forget", wait=600):
-            await repo.probe()
-            decisions = await run_forget(repo, policy, dry_run=dry_run)
-            pruned = await run_prune(repo) if and_prune and not dry_run else None
+        await repo.probe()
+        decisions = await run_forget(repo, policy, dry_run=dry_run)
+        pruned = await run_prune(repo) if and_prune and not dry_run else None
         return {
             "snapshots": [
                 {
@@ -346,7 +337,7 @@ def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
             "dry_run": dry_run,
         }
 
-    r = repo_call(as_json, go)
+    r = repo_call(as_json, go, lock="forget")
     if as_json:
         click.echo(json.dumps(r))
         return
@@ -381,10 +372,7 @@ def _when(t: float) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def prune(dry_run: bool, repack_below: str, as_json: bool) -> None:
     """Delete packs no snapshot uses (to the holders' trash, for their grace period)."""
-    from peerbak.services.backup import backup_lock
     from peerbak.services.prune import prune as run_prune
-
-    home = run(as_json, open_home)
 
     def share() -> float:
         text = repack_below.strip().rstrip("%")
@@ -399,10 +387,9 @@ def prune(dry_run: bool, repack_below: str, as_json: bool) -> None:
     below = run(as_json, share)
 
     async def go(repo: Any) -> dict[str, Any]:
-        with backup_lock(home, who="prune", wait=600):
-            return await run_prune(repo, dry_run=dry_run, repack_below=below)
+        return await run_prune(repo, dry_run=dry_run, repack_below=below)
 
-    r = repo_call(as_json, go)
+    r = repo_call(as_json, go, lock="prune")
     if as_json:
         click.echo(json.dumps(r))
     else:

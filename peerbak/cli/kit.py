@@ -6,6 +6,7 @@ Kept apart from the commands so that each command module stays small.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -135,13 +136,18 @@ def human_size(n: int) -> str:
     return str(n)
 
 
-def repo_call(as_json: bool, fn: Callable[[Any], Any]) -> Any:
-    """Open the repository, run ``fn(repo)`` (a coroutine), close it."""
-    from peerbak.services.repository import Repository
+def repo_call(
+    as_json: bool, fn: Callable[[Any], Any], *, lock: str = "", wait: float = 600.0
+) -> Any:
+    """The one way a command reaches its pool: open the home, take the writer's lock
+    if ``lock`` names the writer, open the repository, run ``fn(repo)`` (a coroutine),
+    close it."""
+    from peerbak.node.compose import open_repository
 
     async def go() -> Any:
-        repo = await Repository.open(open_home())
-        async with repo:
-            return await fn(repo)
+        home = open_home()
+        with home.lock(lock, wait=wait) if lock else contextlib.nullcontext():
+            async with await open_repository(home) as repo:
+                return await fn(repo)
 
     return run(as_json, lambda: asyncio.run(go()))

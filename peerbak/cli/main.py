@@ -351,7 +351,8 @@ def backup(
     as_json: bool,
 ) -> None:
     """Back PATHS up to the pool: encrypted, erasure-coded, spread over members."""
-    from peerbak.services.backup import run_backup
+    from peerbak.node.compose import open_repository
+    from peerbak.services.backup import LOCK_WAIT, run_backup
 
     progress = _Progress(as_json, "backup")
 
@@ -369,20 +370,24 @@ def backup(
                 patterns += Path(name).read_text().splitlines()
             except OSError as exc:
                 raise InputError(f"cannot read exclude file {name}: {exc.strerror}") from None
-        return asyncio.run(
-            run_backup(
-                home,
-                [Path(p) for p in paths],
-                excludes=patterns,
-                one_file_system=one_file_system,
-                tags=list(tag),
-                dry_run=dry_run,
-                code=_shards(shards),
-                pack_size=_pack_size(pack_size),
-                on_status=progress if as_json or progress.tty else None,
-                warn=warn,
-            )
-        )
+
+        async def backup() -> dict[str, Any]:
+            with home.lock("backup", wait=LOCK_WAIT):
+                async with await open_repository(home) as repo:
+                    return await run_backup(
+                        repo,
+                        [Path(p) for p in paths],
+                        excludes=patterns,
+                        one_file_system=one_file_system,
+                        tags=list(tag),
+                        dry_run=dry_run,
+                        code=_shards(shards),
+                        pack_size=_pack_size(pack_size),
+                        on_status=progress if as_json or progress.tty else None,
+                        warn=warn,
+                    )
+
+        return asyncio.run(backup())
 
     try:
         summary = run(as_json, go)
@@ -578,8 +583,8 @@ def recover(
     as_json: bool,
 ) -> None:
     """Rebuild this node on a new machine from its recovery key and one member."""
-    from peerbak.services.recovery import recover as do_recover
-    from peerbak.services.recovery import recover_in_place
+    from peerbak.node.recover import recover as do_recover
+    from peerbak.node.recover import recover_in_place
 
     if in_place:
         if key_file:

@@ -27,6 +27,7 @@ from peerbak.adapters.ledger import Ledger
 from peerbak.core.crypto import NodeKeys
 from peerbak.core.errors import InputError, PeerbakError, StorageError
 from peerbak.core.ids import NodeId
+from peerbak.node.compose import open_repository
 from peerbak.node.server import Node, join_host_port, local_addresses
 from peerbak.services.maintenance import maintain_forever
 
@@ -126,7 +127,9 @@ async def run_daemon(home: Home) -> None:
         watchdog = asyncio.create_task(_watchdog(notify))
         gossip = asyncio.create_task(node.gossip_forever())
         purge = asyncio.create_task(node.purge_forever())
-        maintain = asyncio.create_task(maintain_forever(home, node.stopping))
+        maintain = asyncio.create_task(
+            maintain_forever(home, lambda: open_repository(home), node.stopping)
+        )
         log.info("node %s serving on port %d", node.node_id.short, node.port)
         await node.stopping.wait()
         notify("STOPPING=1")

@@ -1,5 +1,10 @@
 """The interfaces services depend on; adapters implement them, fakes stand in for tests.
 
+Here: shard stores, the files cache and a channel of wire messages; the pool's members
+are in :mod:`peerbak.ports.member`, the node's own directory in
+:mod:`peerbak.ports.workspace`. Time is a ``Callable[[], float]`` (as ``time.time``),
+randomness a ``Callable[[int], bytes]`` (as ``os.urandom``): parameters, never globals.
+
 Every method says which errors it raises. Only :class:`~peerbak.core.errors.PeerUnavailable`
 is worth retrying; an :class:`~peerbak.core.errors.IntegrityError` means the bytes are bad
 and asking again for the same bytes will not help.
@@ -100,14 +105,6 @@ class ShareStore(Protocol):
 
     async def delete(self, key: ShardKey) -> None:
         """Move the shard to the trash. Deleting a missing shard is a no-op."""
-        ...
-
-
-class Clock(Protocol):
-    """Wall-clock time, injected so schedules and expiry are testable without waiting."""
-
-    def now(self) -> float:
-        """Seconds since the Unix epoch."""
         ...
 
 

@@ -1,7 +1,8 @@
 """``peerbak backup``: paths in, a snapshot in the pool out, in the order that keeps every
 crash harmless (protocol/snapshots.md §7):
 
-1. one backup per node at a time (an flock, which dies with its process);
+1. one backup per node at a time (the workspace's writer lock, which the caller takes
+   and which dies with its process);
 2. every member asked for room; fewer than k + 1 up and the backup refuses;
 3. packs a killed backup left half done are reclaimed;
 4. the walk fills the data and metadata packers; each sealed pack is recorded with its
@@ -16,23 +17,19 @@ nothing that was safe before; the chunks already stored are reused next time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import functools
 import logging
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from peerbak.adapters.home import Home
 from peerbak.adapters.ledger import FilesCacheDb
 from peerbak.core import objects
 from peerbak.core.crypto import BlobType
-from peerbak.core.errors import InputError, Locked, PeerbakError, StorageError
+from peerbak.core.errors import InputError, PeerbakError
 from peerbak.core.ids import ChunkId, PackId
 from peerbak.core.objects import Index, IndexPack, Snapshot, Summary
 from peerbak.core.pack import PackRecord, Shard
@@ -60,43 +57,6 @@ META_PACK: Final = 4 << 20
 LOCK_WAIT: Final = 600.0
 
 
-@contextlib.contextmanager
-def backup_lock(home: Home, *, who: str = "backup", wait: float = 0.0) -> Iterator[None]:
-    """One writer of a node's packs at a time (backup, repair, prune); the lock dies
-    with its process (kill -9 too).
-
-    A second backup is refused at once (two at once is a mistake, as in restic). The
-    daemon's repair holds the lock for a batch of packs at a time and is marked
-    ``maintenance``: a command finding it waits up to ``wait`` seconds instead.
-    """
-    path = home.run_dir / "backup.lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise StorageError(f"cannot open {path}: {exc.strerror}") from None
-    deadline = time.monotonic() + wait
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").split()
-                if "maintenance" in holder and time.monotonic() < deadline:
-                    time.sleep(0.2)  # the daemon lets go between batches
-                    continue
-                pid = holder[0] if holder else "?"
-                kind = holder[1] if len(holder) > 1 else "backup"
-                raise Locked(
-                    f"a {kind} of this node is running (pid {pid}); try again when it is done"
-                ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {who}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
 class _LedgerCache:
     """The archiver's files cache, kept in the ledger through the walker's own
     connection; a directory whose files did not change is not written again."""
@@ -119,7 +79,7 @@ class _LedgerCache:
 
 
 async def run_backup(
-    home: Home,
+    repo: Repository,
     paths: list[Path],
     *,
     excludes: Sequence[str] = (),
@@ -131,11 +91,11 @@ async def run_backup(
     on_status: Callable[[dict[str, Any]], None] | None = None,
     warn: Callable[[str], None] = lambda _: None,
     status_interval: float = 1.0,
-    clock: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
-    """Back ``paths`` up; returns restic's summary fields and ours. ``clock`` gives the
-    snapshot its time (and the manifest its own)."""
-    started = time.time()
+    """Back ``paths`` up; returns restic's summary fields and ours. The caller holds
+    the writer's lock (``repo.home.lock("backup")``); the snapshot's time is the
+    repository's clock."""
+    started = time.monotonic()
     sources = []
     for p in paths:
         path = Path(os.path.abspath(p))
@@ -143,23 +103,20 @@ async def run_backup(
             raise InputError(f"{p}: no such file or directory")
         sources.append(path)
     spec = exclude_spec(list(excludes))
-    with backup_lock(home, wait=LOCK_WAIT):
-        repo = await Repository.open(home, clock=clock)
-        async with repo:
-            return await _backup(
-                repo,
-                sources,
-                spec,
-                one_file_system,
-                list(tags),
-                dry_run,
-                code,
-                on_status,
-                warn,
-                status_interval,
-                started,
-                pack_size,
-            )
+    return await _backup(
+        repo,
+        sources,
+        spec,
+        one_file_system,
+        list(tags),
+        dry_run,
+        code,
+        on_status,
+        warn,
+        status_interval,
+        started,
+        pack_size,
+    )
 
 
 async def _backup(  # noqa: PLR0915 - the steps above, in order
@@ -279,7 +236,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
     snap = Snapshot(
         id=repo.random_bytes(16),
         time=repo.clock(),
-        hostname=socket.gethostname()[:255],
+        hostname=repo.hostname,
         paths=[str(x) for x in sources],
         tags=tags,
         tree=bytes(root),
@@ -310,7 +267,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
         "packs_added": len(made),
         "total_files_processed": p.total_files,
         "total_bytes_processed": p.total_bytes,
-        "total_duration": round(time.time() - started, 3),
+        "total_duration": round(time.monotonic() - started, 3),
         "k": code.k,
         "n": code.n,
         "members_up": len(repo.up()),
@@ -471,7 +428,7 @@ async def _tick(
         on_status(
             {
                 "message_type": "status",
-                "seconds_elapsed": round(time.time() - started, 1),
+                "seconds_elapsed": round(time.monotonic() - started, 1),
                 "files_done": p.total_files,
                 "bytes_done": p.total_bytes,
                 "bytes_read": p.bytes_read,

@@ -31,7 +31,7 @@ from peerbak.core.errors import IntegrityError, NotFoundError, PeerbakError, Pee
 from peerbak.core.health import CHALLENGES_PER_DAY, DAY
 from peerbak.core.ids import PackId, ShardKey
 from peerbak.core.pack import PackRecord
-from peerbak.services.repository import Member, Repository
+from peerbak.services.repository import Peer, Repository
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def proof_size(proof: wire.Proof) -> int:
 
 
 async def challenge(  # noqa: PLR0911 - one return per outcome
-    repo: Repository, member: Member, rng: random.Random, now: float
+    repo: Repository, member: Peer, rng: random.Random, now: float
 ) -> Outcome:
     """Challenge one member once, record the result in the ledger, and return it."""
     node = member.node
@@ -135,7 +135,7 @@ async def challenge(  # noqa: PLR0911 - one return per outcome
 
 async def _fail(
     repo: Repository,
-    member: Member,
+    member: Peer,
     pack_id: bytes,
     index: int,
     evidence: str,
@@ -164,7 +164,7 @@ async def _fail(
 
 
 async def _stalled(
-    repo: Repository, member: Member, pack_id: bytes, index: int, why: str, now: float
+    repo: Repository, member: Peer, pack_id: bytes, index: int, why: str, now: float
 ) -> Outcome:
     """No answer to the challenge: offline if it answers nothing, else contained."""
     member.link.seen_alive()  # ask again at once, past the link's backoff
@@ -181,7 +181,7 @@ async def _stalled(
 
 
 async def read_whole(  # noqa: PLR0911 - one return per outcome
-    repo: Repository, member: Member, rng: random.Random, now: float
+    repo: Repository, member: Peer, rng: random.Random, now: float
 ) -> Outcome:
     """Read one random shard whole and check it against its recorded root: the rare,
     expensive check (within a bytes-per-day budget) that leaves no byte unproven."""

@@ -33,7 +33,7 @@ from peerbak.core.errors import (
 from peerbak.core.ids import PackId, ShardKey
 from peerbak.core.pack import PackRecord
 from peerbak.services.fetch import read_blobs, rebuild_pack
-from peerbak.services.repository import Member, Repository
+from peerbak.services.repository import Peer, Repository
 
 #: Packs read at once with --read-data: each holds its n shards in memory.
 READ_IN_FLIGHT: Final = 2
@@ -81,7 +81,7 @@ def parse_subset(text: str) -> Callable[[bytes], bool]:
     return lambda pack: int.from_bytes(pack[:8], "big") * slices >> 64 == slot
 
 
-async def _structure(repo: Repository, m: Member, report: CheckReport) -> None:
+async def _structure(repo: Repository, m: Peer, report: CheckReport) -> None:
     """One member's list against the ledger's (a streaming merge)."""
     name = m.name or m.link.node.short
     async for kind, pack, index in repo.compare_listing(m):

@@ -2,9 +2,10 @@
 read a shard whole now and then, and repair.
 
 Each round opens the repository like a command does (its own ledger connection and
-member links, closed after), so the daemon's holder service never shares a failure
-with it. Repair takes the backup lock: a round that finds a backup, prune or another
-repair running skips repair and tries next round. The clock, the random source and
+member links, closed after, through the ``open_repo`` the daemon hands in), so the
+daemon's holder service never shares a failure with it. Repair takes the writer's
+lock: a round that finds a backup, prune or another repair running skips repair and
+tries next round. The clock, the random source and
 the wait between rounds are parameters, so a test drives rounds without waiting.
 """
 
@@ -19,14 +20,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from peerbak.adapters.home import Home
 from peerbak.core.config import Config, parse_size
 from peerbak.core.errors import ConfigError, Locked, PeerbakError
 from peerbak.core.health import AT_FIRST_LOSS, DAY, RepairPolicy
+from peerbak.ports.workspace import Workspace
 from peerbak.services import challenges
-from peerbak.services.backup import backup_lock
 from peerbak.services.repair import RateLimit, RepairReport, repair
-from peerbak.services.repository import Member, Repository
+from peerbak.services.repository import Peer, Repository
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def policy_of(config: Config) -> RepairPolicy:
 class Maintainer:
     """The state kept between rounds: the challenge schedule and today's read budget."""
 
-    home: Home
+    home: Workspace
+    open_repo: Callable[[], Awaitable[Repository]]
     rng: random.Random = field(default_factory=random.SystemRandom)
     clock: Callable[[], float] = time.time
     schedule: challenges.Schedule | None = None
@@ -63,7 +64,7 @@ class Maintainer:
         """One round; returns the seconds until the next is due."""
         config = self.home.config()
         m = config.maintenance
-        repo = await Repository.open(self.home)
+        repo = await self.open_repo()
         repo.clock = self.clock
         async with repo:
             await repo.probe()
@@ -86,7 +87,7 @@ class Maintainer:
         wait = min(self.schedule.next_time() - self.clock(), m.probe_minutes * 60)
         return max(wait, 1.0)
 
-    async def _one(self, repo: Repository, member: Member, budget: int) -> challenges.Outcome:
+    async def _one(self, repo: Repository, member: Peer, budget: int) -> challenges.Outcome:
         now = self.clock()
         day = int(now // DAY)
         if day != self.read_day:
@@ -101,7 +102,7 @@ class Maintainer:
         """One batch of repair under the lock; True if packs remain for the next."""
         per_hour = parse_size(config.maintenance.repair_per_hour)
         try:
-            with backup_lock(self.home, who="maintenance"):
+            with self.home.lock("maintenance"):
                 self.last_report = await repair(
                     repo,
                     policy_of(config),
@@ -128,12 +129,13 @@ class Maintainer:
 
 
 async def maintain_forever(
-    home: Home,
+    home: Workspace,
+    open_repo: Callable[[], Awaitable[Repository]],
     stopping: asyncio.Event,
     wait: Callable[[float], Awaitable[None]] | None = None,
 ) -> None:
     """Rounds until ``stopping`` is set; errors are logged and the next round runs."""
-    maintainer = Maintainer(home)
+    maintainer = Maintainer(home, open_repo)
 
     async def default_wait(seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -171,7 +171,7 @@ async def prune(
     await repo.probe()
     snaps = await repo.snapshots()
     report.snapshots = len(snaps)
-    marks = _Marks(str(repo.home.run_dir))  # small blocking calls: this command alone
+    marks = _Marks(str(repo.home.scratch_dir))  # small blocking calls: this command alone
     try:
         await _mark(repo, snaps, marks, report)
         report.chunks_used = marks.count()

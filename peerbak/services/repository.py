@@ -1,11 +1,13 @@
 """The owner's side of the pool, for one command: its ledger, its members, where packs
 go, how they come back, and the manifest.
 
-A backup or restore runs in the CLI's own process (so killing it never takes the
-holder service down) and talks to members over SSH with the node's own key, as the
-daemon does. Every member is asked once, in parallel, how much room it has; one that
-does not answer, or fails during the run, is left out for the rest of the run: a
-dead member costs one timeout per command, not one per pack.
+It is handed its collaborators: the ledger, a :class:`~peerbak.ports.member.Member`
+for each member (SSH links in a real run, built by :mod:`peerbak.node.compose`; the
+in-process members of :mod:`peerbak.tools.mempool` in the services' tests), the
+node's workspace, the clock and the randomness. Every member is asked once, in
+parallel, how much room it has; one that does not answer, or fails during the run, is
+left out for the rest of the run: a dead member costs one timeout per command, not
+one per pack.
 """
 
 from __future__ import annotations
@@ -16,15 +18,12 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from peerbak.adapters import transport
-from peerbak.adapters.home import Home
 from peerbak.adapters.ledger import Ledger
 from peerbak.adapters.ledger_health import UNPUBLISHED_DOOM
-from peerbak.adapters.link import PeerLink
 from peerbak.core import objects, pool
 from peerbak.core.codec import ErasureCode
 from peerbak.core.crypto import BlobType, NodeKeys, RandomBytes
@@ -35,11 +34,13 @@ from peerbak.core.errors import (
     PeerbakError,
     PeerUnavailable,
 )
-from peerbak.core.ids import NodeId, ShardKey
+from peerbak.core.ids import ShardKey
 from peerbak.core.objects import IndexPack, Manifest, ManifestBody, Snapshot
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.core.placement import Candidate, default_code, place
 from peerbak.ports import ShardInfo
+from peerbak.ports.member import Member
+from peerbak.ports.workspace import Workspace
 from peerbak.services.fetch import FetchReport, fetch_pack, read_blobs
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,12 @@ def crash_point(name: str) -> None:
 
 
 @dataclass
-class Member:
+class Peer:
     """A member as this run sees it."""
 
     node: bytes
     name: str
-    link: PeerLink
+    link: Member
     up: bool = True  # until it fails (or a probe says otherwise)
     error: str = ""
     free: int = 0  # bytes it will still take from us
@@ -85,7 +86,7 @@ class Member:
 class _Guarded:
     """A member's ShareStore that fails at once after the member failed in this run."""
 
-    def __init__(self, member: Member, clock: Callable[[], float]) -> None:
+    def __init__(self, member: Peer, clock: Callable[[], float]) -> None:
         self._m = member
         self._clock = clock
 
@@ -121,69 +122,38 @@ class _Guarded:
 
 
 class Repository:
-    """This node's backups in its pool. ``async with await Repository.open(home)``."""
+    """This node's backups in its pool; ``async with`` closes the links and the ledger.
+
+    Built by :func:`peerbak.node.compose.open_repository` (the real thing) or
+    :class:`peerbak.tools.mempool.MemoryPool` (in-process members, for tests)."""
 
     def __init__(
         self,
-        home: Home,
         keys: NodeKeys,
         ledger: Ledger,
         roster: pool.Roster,
+        links: Mapping[bytes, Member],
         *,
-        timeout: float = 30.0,
+        home: Workspace,
         clock: Callable[[], float] = time.time,
         random_bytes: RandomBytes = os.urandom,
+        hostname: str = "",
     ) -> None:
+        """``links``: a Member for each member of ``roster`` but this node."""
         self.home = home
         self.keys = keys
         self.ledger = ledger
         self.roster = roster
         self.clock = clock
         self.random_bytes = random_bytes
+        self.hostname = hostname
         self.node_id = keys.node_id
-        client = transport.private_key(keys.ssh_seed)
-        self.members: dict[bytes, Member] = {}
+        self.members: dict[bytes, Peer] = {}
         for record in roster.members():
             if record.node == bytes(keys.node_id):
                 continue
-            link = PeerLink(
-                NodeId(record.node), record.addresses, record.ssh_key, client, timeout=timeout
-            )
-            self.members[record.node] = Member(record.node, record.name, link)
+            self.members[record.node] = Peer(record.node, record.name, links[record.node])
         self._meta_cache: dict[bytes, dict[bytes, bytes]] = {}
-
-    @classmethod
-    async def open(
-        cls,
-        home: Home,
-        *,
-        timeout: float | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> Repository:
-        config = home.config()
-        keys = NodeKeys.derive(home.secret())
-        ledger = await Ledger.open(home.ledger_path)
-        try:
-            pool_id = await ledger.get_meta("pool")
-            if pool_id is None:
-                raise ConfigError(
-                    "this node is in no pool yet: `peerbak invite` a friend, or "
-                    "`peerbak join TOKEN`"
-                )
-            roster = pool.Roster(pool_id)
-            for blob in await ledger.records():
-                roster.apply(blob)
-        except BaseException:
-            await ledger.close()
-            raise
-        return cls(
-            home,
-            keys,
-            ledger,
-            roster,
-            timeout=config.network.timeout if timeout is None else timeout,
-            clock=clock,
-        )
 
     async def close(self) -> None:
         for m in self.members.values():
@@ -202,7 +172,7 @@ class Repository:
     async def probe(self) -> None:
         """Ask every member, in parallel, whether it is up and how much it will take."""
 
-        async def one(m: Member) -> None:
+        async def one(m: Peer) -> None:
             try:
                 if not m.link.warm:  # latency is a round trip, not dialling and SSH login
                     await m.link.space()
@@ -222,7 +192,7 @@ class Repository:
             s = stats.get(m.node)
             m.failing = s is not None and s.failing_since is not None
 
-    async def compare_listing(self, m: Member) -> AsyncIterator[tuple[str, bytes, int]]:
+    async def compare_listing(self, m: Peer) -> AsyncIterator[tuple[str, bytes, int]]:
         """A member's list of our shards against the ledger's, merged as two sorted
         streams (flat memory): ``("missing", pack, index)`` for each shard the ledger
         says it acknowledged and it does not list, ``("unknown", pack, index)`` for
@@ -249,7 +219,7 @@ class Repository:
                 want = await anext(want_it, None)
                 have = await anext(held, None)
 
-    def up(self) -> list[Member]:
+    def up(self) -> list[Peer]:
         return [m for m in self.members.values() if m.up]
 
     def code(self, override: tuple[int, int] | None = None) -> ErasureCode:
@@ -488,7 +458,7 @@ class Repository:
         )
         blob = objects.seal_manifest(self.keys, sequence, body, self.random_bytes)
 
-        async def give(m: Member) -> bool:
+        async def give(m: Peer) -> bool:
             try:
                 kept = await m.link.put_manifest(blob)
             except PeerbakError as exc:
@@ -535,7 +505,7 @@ class Repository:
         """The newest manifest of ours any member up keeps (each checked: see
         :meth:`open_manifest`); members that answer with a forgery are logged."""
 
-        async def one(m: Member) -> Manifest | None:
+        async def one(m: Peer) -> Manifest | None:
             try:
                 blob = await m.link.get_manifest()
                 return self.open_manifest(blob) if blob else None

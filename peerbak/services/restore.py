@@ -337,7 +337,7 @@ def _partial(path: bytes) -> bytes:
 async def run_restore(
     repo: Repository, snapshot_ref: str, target: Path, include: list[str] | None = None
 ) -> dict[str, Any]:
-    started = time.time()
+    started = time.monotonic()
     await repo.probe()
     snapshot = await repo.find_snapshot(snapshot_ref)
     restorer = Restorer(repo, target, include)
@@ -347,7 +347,7 @@ async def run_restore(
         raise StorageError(f"cannot write under {target}: {exc}") from None
     finally:
         restorer.close()
-    seconds = time.time() - started
+    seconds = time.monotonic() - started
     return {
         "message_type": "summary",
         "snapshot_id": snapshot.id.hex(),

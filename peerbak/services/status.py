@@ -8,26 +8,13 @@ what repair is waiting for.
 
 from __future__ import annotations
 
-import os
+import asyncio
 from typing import Any
 
-from peerbak.adapters.store import trashed_manifests
 from peerbak.core.health import MemberState, RepairPolicy
 from peerbak.core.ids import NodeId
 from peerbak.services.repair import member_states
 from peerbak.services.repository import Repository
-
-
-def _held_for(repo: Repository, node: bytes) -> int:
-    """Bytes this node holds for ``node`` (live and trash), from its directory."""
-    total = 0
-    for dirpath, _, files in os.walk(repo.home.holder_dir(NodeId(node))):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                continue
-    return total
 
 
 def _days(seconds: float) -> str:
@@ -50,7 +37,8 @@ async def pool_health(repo: Repository, policy: RepairPolicy, now: float) -> dic
         s = stats.get(node)
         state = states[node]
         name = m.name or node.hex()[:12]
-        kept, kept_bytes = trashed_manifests(repo.home.holder_dir(NodeId(node)) / "trash")
+        held_here = await asyncio.to_thread(repo.home.held_for, NodeId(node))
+        kept, kept_bytes = held_here.manifests, held_here.manifest_bytes
         if kept >= most * 0.8 or kept_bytes >= most_bytes * 0.8:
             advice.append(
                 f"this node keeps {kept} replaced manifests of {name} ({kept_bytes} bytes) of "
@@ -70,7 +58,7 @@ async def pool_health(repo: Repository, policy: RepairPolicy, now: float) -> dic
                 "failing_since": s.failing_since if s else None,
                 "shards_held_for_us": held.get(node, (0, 0))[0],
                 "bytes_held_for_us": held.get(node, (0, 0))[1],
-                "bytes_we_hold_for_it": _held_for(repo, node),
+                "bytes_we_hold_for_it": held_here.size,
                 "manifests_we_keep_for_it": kept,
                 "manifest_bytes_we_keep_for_it": kept_bytes,
             }

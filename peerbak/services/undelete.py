@@ -20,7 +20,7 @@ from peerbak.core import objects
 from peerbak.core.errors import IntegrityError, PeerbakError, PeerUnavailable
 from peerbak.core.objects import IndexPack, Manifest, ManifestBody, Snapshot
 from peerbak.services.recovery import rebuild_ledger
-from peerbak.services.repository import Member, Repository, crash_point
+from peerbak.services.repository import Peer, Repository, crash_point
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Union:
         return snaps, [p for _, _, p in sorted(self.index.values(), key=lambda x: x[:2])]
 
 
-async def _read_all(repo: Repository, m: Member, into: Union) -> None:
+async def _read_all(repo: Repository, m: Peer, into: Union) -> None:
     """The member's current manifest and every trashed one, newest first, each checked
     (signed by this node, decrypting with its key, naming this pool) and merged."""
 
@@ -99,7 +99,7 @@ async def undelete(repo: Repository) -> dict[str, Any]:
 
     merged_in = Union()
 
-    async def bring_back(m: Member) -> None:
+    async def bring_back(m: Peer) -> None:
         try:
             answer = await m.link.undelete()
             restored[m.name or m.node.hex()[:12]] = {

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.adapters.home import Home
-from peerbak.services.backup import run_backup
 from peerbak.tools.localpool import LocalNode, make_pool
 from peerbak.tools.sample import describe
 from tests.faults.scale import figure, measured, run
+from tests.integration.nodes import backup_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -58,15 +57,14 @@ def test_a_thousand_hourly_snapshots(pool: list[LocalNode]) -> None:
     rnd = random.Random(9)
     for i in range(20):
         (src / f"f{i:02}.txt").write_bytes(rnd.randbytes(3000))
-    home = Home.open(owner.home)
     start = time.time() - SNAPSHOTS * HOUR
     made: dict[str, dict[str, tuple[object, ...]]] = {}
 
     async def hourly() -> None:
         for hour in range(SNAPSHOTS):
             (src / f"f{hour % 20:02}.txt").write_bytes(rnd.randbytes(3000))  # an edit an hour
-            summary = await run_backup(
-                home,
+            summary = await backup_in_process(
+                owner.home,
                 [src],
                 code=(2, 3),
                 clock=functools.partial(float, start + hour * HOUR),

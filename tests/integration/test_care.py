@@ -27,6 +27,7 @@ import pytest
 
 from peerbak.adapters.home import Home
 from peerbak.core.health import challenges_to_detect
+from peerbak.node.compose import open_repository
 from peerbak.services.maintenance import Maintainer
 from peerbak.services.repair import RepairReport
 from peerbak.tools.sample import differences
@@ -154,7 +155,8 @@ async def test_a_holder_dropping_a_tenth_is_found_as_predicted_and_repaired_away
     budget = challenges_to_detect(x, 0.999)
 
     clock = Clock()
-    m = Maintainer(Home.open(owner.home), rng=random.Random(3), clock=clock)
+    home = Home.open(owner.home)
+    m = Maintainer(home, lambda: open_repository(home), rng=random.Random(3), clock=clock)
     asked = 0
     while True:  # one round per simulated hour: two challenges a member on average
         clock.now += 3600
@@ -188,7 +190,8 @@ async def test_a_friend_offline_past_the_grace_is_repaired_and_released_on_retur
     owner.cli("peers", "trust", "f1")  # its disk was replaced: it may hold shards again
     f2.kill()
     clock = Clock()
-    m = Maintainer(Home.open(owner.home), rng=random.Random(4), clock=clock)
+    home = Home.open(owner.home)
+    m = Maintainer(home, lambda: open_repository(home), rng=random.Random(4), clock=clock)
     clock.now += 6 * 86400
     report = await _repair_all(m)
     assert report.packs_repaired == 0  # within the 7 days' grace

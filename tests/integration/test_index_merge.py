@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from peerbak.adapters.home import Home
+from peerbak.node.compose import open_repository
 from peerbak.services import backup as snapshots
-from peerbak.services.repository import Repository
 from peerbak.tools.sample import differences
-from tests.integration.nodes import Daemon, make_pool, peerbak
+from tests.integration.nodes import Daemon, backup_in_process, make_pool, peerbak
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +38,9 @@ async def test_index_packs_are_merged_and_recovery_still_sees_everything(
     ids = []
     for i in range(7):
         (source / f"file-{i}.txt").write_text(f"backup {i}\n" * 1000)
-        summary = await snapshots.run_backup(Home(owner.home), [source], code=(2, 3))
+        summary = await backup_in_process(owner.home, [source], code=(2, 3))
         ids.append(summary["snapshot_id"])
-        repo = await Repository.open(Home(owner.home))
+        repo = await open_repository(Home(owner.home))
         async with repo:
             listed = await repo.index_packs()
         assert len(listed) <= 3  # merged as it grows, never more than the limit

@@ -20,10 +20,9 @@ import pytest
 from peerbak.adapters.home import Home
 from peerbak.adapters.store import DirectoryShareStore
 from peerbak.core.ids import PackId, ShardKey
-from peerbak.services.backup import run_backup
-from peerbak.services.repository import Repository
+from peerbak.node.compose import open_repository
 from peerbak.tools.sample import describe, differences
-from tests.integration.nodes import Daemon, make_pool
+from tests.integration.nodes import Daemon, backup_in_process, make_pool
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +155,7 @@ async def test_malware_deleting_everything_is_undone_by_undelete(
 
     # The malware has the owner's key and ledger: it deletes every shard it placed,
     # forgets every snapshot, and publishes an empty manifest over the good one.
-    repo = await Repository.open(Home.open(owner.home))
+    repo = await open_repository(Home.open(owner.home))
     async with repo:
         await repo.probe()
         async for page in repo.ledger.stored_pack_ids():
@@ -191,14 +190,13 @@ async def test_every_snapshot_of_a_day_of_hourly_backups_survives_ransomware(
     source = tmp_path / "photos"
     source.mkdir()
     _write(source, "photo", 8, seed=50)
-    home = Home.open(owner.home)
     morning = time.time() - 6 * 3600
     good: dict[str, dict[str, tuple[object, ...]]] = {}
     for hour in range(5):
         _write(source, f"hour{hour}", 2, seed=60 + hour)  # the day's new photos
         (source / "photo-00.bin").write_bytes(random.Random(hour).randbytes(40_000))
-        summary = await run_backup(
-            home,
+        summary = await backup_in_process(
+            owner.home,
             [source],
             code=(2, 3),
             pack_size=256 << 10,

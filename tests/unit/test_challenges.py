@@ -23,7 +23,7 @@ from peerbak.core.ids import ShardKey
 from peerbak.core.pack import PackRecord
 from peerbak.services.challenges import LEAVES, MAX_TRIES, Schedule, challenge, check_proof
 from peerbak.services.holder import _prove
-from peerbak.services.repository import Member
+from peerbak.services.repository import Peer
 from tests.conftest import build_pack
 
 
@@ -199,7 +199,7 @@ async def test_a_stalling_member_is_contained_then_fails_but_an_offline_one_does
     async with await Ledger.open(tmp_path / "ledger.sqlite", create=True) as ledger:
         await ledger.add_pack(record, 1, [node] * record.n, 1.0)
         await ledger.pack_stored(record, list(range(record.n)))
-        member = Member(node, "stalls", _StallingLink(answers_probes))  # type: ignore[arg-type]
+        member = Peer(node, "stalls", _StallingLink(answers_probes))  # type: ignore[arg-type]
         repo = _Repo(ledger)
         results = [
             await challenge(repo, member, random.Random(i), 10.0 + i)  # type: ignore[arg-type]

@@ -1,0 +1,63 @@
+"""The composition root for one command: the adapters a repository needs, built from
+the node's home and handed in.
+
+A backup or restore runs in the CLI's own process (so killing it never takes the
+holder service down) and talks to members over SSH with the node's own key, as the
+daemon does.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+from peerbak.adapters import transport
+from peerbak.adapters.home import Home
+from peerbak.adapters.ledger import Ledger
+from peerbak.adapters.link import PeerLink
+from peerbak.core import pool
+from peerbak.core.crypto import NodeKeys
+from peerbak.core.errors import ConfigError
+from peerbak.core.ids import NodeId
+from peerbak.services.repository import Repository
+
+
+async def open_repository(
+    home: Home,
+    *,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Repository:
+    """This node's repository: its ledger, and an SSH link to each member of its pool."""
+    config = home.config()
+    keys = NodeKeys.derive(home.secret())
+    ledger = await Ledger.open(home.ledger_path)
+    try:
+        pool_id = await ledger.get_meta("pool")
+        if pool_id is None:
+            raise ConfigError(
+                "this node is in no pool yet: `peerbak invite` a friend, or `peerbak join TOKEN`"
+            )
+        roster = pool.Roster(pool_id)
+        for blob in await ledger.records():
+            roster.apply(blob)
+    except BaseException:
+        await ledger.close()
+        raise
+    client = transport.private_key(keys.ssh_seed)
+    wait = config.network.timeout if timeout is None else timeout
+    links = {
+        r.node: PeerLink(NodeId(r.node), r.addresses, r.ssh_key, client, timeout=wait)
+        for r in roster.members()
+        if r.node != bytes(keys.node_id)
+    }
+    return Repository(
+        keys,
+        ledger,
+        roster,
+        links,
+        home=home,
+        clock=clock,
+        hostname=socket.gethostname()[:255],
+    )
