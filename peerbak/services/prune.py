@@ -40,8 +40,8 @@ from peerbak.core.errors import InputError
 from peerbak.core.objects import Snapshot, Tree
 from peerbak.core.pack import BlobEntry, PackRecord
 from peerbak.core.retention import Decision, KeepPolicy, apply_policy
-from peerbak.services.backup import META_PACK, republish
 from peerbak.services.fetch import read_blobs
+from peerbak.services.index import META_PACK, republish
 from peerbak.services.packer import KnownChunks, Packer
 from peerbak.services.repository import DATA, META, Repository, crash_point
 

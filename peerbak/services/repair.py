@@ -37,7 +37,7 @@ from peerbak.core.health import MemberState, RepairPolicy, repair_order
 from peerbak.core.ids import PackId, ShardKey
 from peerbak.core.pack import make_shards
 from peerbak.core.placement import Candidate, place
-from peerbak.services.backup import republish
+from peerbak.services.index import republish
 from peerbak.services.repository import Repository, crash_point
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import pytest
 
 from peerbak.adapters.home import Home
 from peerbak.node.compose import open_repository
-from peerbak.services import backup as snapshots
+from peerbak.services import index
 from peerbak.tools.sample import differences
 from tests.integration.nodes import Daemon, backup_in_process, make_pool, peerbak
 
@@ -31,7 +31,7 @@ def pool(tmp_path: Path) -> Iterator[list[Daemon]]:
 async def test_index_packs_are_merged_and_recovery_still_sees_everything(
     pool: list[Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(snapshots, "INDEX_LIST_MAX", 3)
+    monkeypatch.setattr(index, "INDEX_LIST_MAX", 3)
     owner = pool[0]
     source = tmp_path / "source"
     source.mkdir()
