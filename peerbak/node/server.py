@@ -26,6 +26,7 @@ from peerbak.adapters.link import SOFTWARE, PeerLink
 from peerbak.adapters.store import DirectoryShareStore
 from peerbak.adapters.transport import Caller, FramedChannel
 from peerbak.core import pool, wire
+from peerbak.core.addresses import join_host_port
 from peerbak.core.config import Config
 from peerbak.core.crypto import NodeKeys, RandomBytes
 from peerbak.core.errors import (
@@ -61,10 +62,6 @@ def local_addresses(config: Config, port: int) -> list[str]:
             if host not in found and not ipaddress.ip_address(host).is_loopback:
                 found.append(host)
     return [join_host_port(h, port) for h in [*found, "127.0.0.1"]]
-
-
-def join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Node:
