@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from peerbak import __version__
-from peerbak.adapters import transport
+from peerbak.adapters import netif, transport
 from peerbak.adapters.home import Home
 from peerbak.adapters.ledger import InviteStatus, Ledger
 from peerbak.adapters.link import SOFTWARE, PeerLink
@@ -47,9 +45,17 @@ PURGE_INTERVAL: Final = 3600.0
 PUSH_TIMEOUT: Final = 10.0
 
 
+#: At most this many of this host's addresses go into our record (loopback comes on top):
+#: four addresses of any length still fit in an invite token (pool.TOKEN_MAX_PAYLOAD).
+MAX_HOST_ADDRESSES: Final = 3
+
+
 def local_addresses(config: Config, port: int) -> list[str]:
     """What this node tells friends: ``advertise`` if set, else the listen address, else
-    this host's addresses (loopback last, for pools on one machine)."""
+    this host's IPv4 addresses (loopback last, for pools on one machine).
+
+    IPv6 is left to ``advertise``: a link-local address needs a scope a record cannot carry.
+    """
     if config.node.advertise:
         return list(config.node.advertise)
     listen = config.node.listen
@@ -57,11 +63,9 @@ def local_addresses(config: Config, port: int) -> list[str]:
         return [join_host_port(listen, port)]
     found: list[str] = []
     with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            host = str(info[4][0])
-            if host not in found and not ipaddress.ip_address(host).is_loopback:
-                found.append(host)
-    return [join_host_port(h, port) for h in [*found, "127.0.0.1"]]
+        found = [a for a, _ in netif.host_addresses() if ":" not in a]
+    hosts = [*list(dict.fromkeys(found))[:MAX_HOST_ADDRESSES], "127.0.0.1"]
+    return [join_host_port(h, port) for h in hosts]
 
 
 class Node:
