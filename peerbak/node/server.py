@@ -361,10 +361,10 @@ class Node:
         verifier = await self.ledger.invite_verifier(req.invite)
         if verifier is None:
             return wire.Error(code="invite-unknown", message="no such invite here")
-        request = pool.JoinRequest(invite_id=req.invite, proof=req.proof, proposal=req.record)
+        claim = pool.JoinClaim(invite_id=req.invite, proof=req.proof, proposal=req.record)
         try:
-            proposal = pool.check_join_request(
-                request, pool=self.roster.pool, inviter=bytes(self.node_id), verifier=verifier
+            proposal = pool.check_join_claim(
+                claim, pool=self.roster.pool, inviter=bytes(self.node_id), verifier=verifier
             )
         except RemoteProtocolError as exc:
             code = "invite-pool" if "another pool" in str(exc) else "protocol"
@@ -509,7 +509,7 @@ async def join_pool(
                 f"this node already belongs to pool {current.hex()[:12]}; "
                 "a node joins one pool (make a new home with `peerbak --home DIR init`)"
             )
-        ours = pool.join_request(keys, invite, config.node.name, local_addresses(config, port))
+        ours = pool.join_claim(keys, invite, config.node.name, local_addresses(config, port))
         request = wire.JoinRequest(invite=ours.invite_id, proof=ours.proof, record=ours.proposal)
         from peerbak.adapters.link import request_join
 
