@@ -28,6 +28,7 @@ from zeroconf import (
 )
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from peerbak.adapters import netif
 from peerbak.core.errors import PeerbakError
 from peerbak.core.ids import NodeId
 
@@ -75,42 +76,19 @@ def _clip_utf8(text: str, limit: int) -> str:
     return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
 
 
-def _usable(address: str) -> bool:
-    """An address worth announcing or reporting: not loopback, multicast or unspecified."""
-    try:
-        ip = ipaddress.ip_address(address.partition("%")[0])
-    except ValueError:
-        return False
-    return not (ip.is_loopback or ip.is_multicast or ip.is_unspecified)
-
-
-def _host_addresses() -> list[tuple[str, int | None]]:
-    """Every usable address of this host with its interface index, read with ifaddr
-    (zeroconf's own dependency for enumerating interfaces)."""
-    import ifaddr
-
-    found: list[tuple[str, int | None]] = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            text = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
-            if _usable(text):
-                found.append((text, adapter.index))
-    return found
-
-
-def _selected(interfaces: Interfaces) -> list[tuple[str, int | None]]:
+def _selected(interfaces: Interfaces) -> list[netif.HostAddress]:
     """This host's usable addresses, limited to the configured ones if there is a list."""
-    host = _host_addresses()
+    host = netif.host_addresses()
     if isinstance(interfaces, InterfaceChoice):
         return host
     wanted = set()
     for address in interfaces:
         with contextlib.suppress(ValueError):
             wanted.add(ipaddress.ip_address(address.partition("%")[0]))
-    return [(a, index) for a, index in host if ipaddress.ip_address(a) in wanted]
+    return [h for h in host if ipaddress.ip_address(h.address) in wanted]
 
 
-def local_addresses(interfaces: Interfaces = InterfaceChoice.All) -> list[str]:
+def announced_addresses(interfaces: Interfaces = InterfaceChoice.All) -> list[str]:
     """The addresses a node announces: this host's, IPv4 first, without loopback.
 
     With a list of interface addresses, those of them this host has.
@@ -284,7 +262,7 @@ class LanDiscovery:
             return AsyncZeroconf(interfaces=v4, ip_version=IPVersion.V4Only)
 
     def _service_info(self) -> ServiceInfo:
-        self._announced = local_addresses(self._interfaces)
+        self._announced = announced_addresses(self._interfaces)
         return ServiceInfo(
             SERVICE_TYPE,
             self._instance,
@@ -342,7 +320,7 @@ class LanDiscovery:
         while True:
             await asyncio.sleep(self._rescan_interval)
             try:
-                now = local_addresses(self._interfaces)
+                now = announced_addresses(self._interfaces)
             except Exception as exc:
                 log.debug("LAN discovery: cannot read this host's addresses: %s", exc)
                 continue
@@ -471,7 +449,7 @@ class LanDiscovery:
         port = info.port
         if not isinstance(port, int) or not 0 < port < 65536:
             raise _Ignored(f"{info.name!r}: bad port {port!r}")
-        addresses = [a for a in info.parsed_scoped_addresses() if _usable(a)]
+        addresses = [a for a in info.parsed_scoped_addresses() if netif.usable(a)]
         if not addresses:
             raise _Ignored(f"{info.name!r}: no usable address")
         return node_id, addresses[:MAX_ADDRESSES], port

@@ -15,6 +15,11 @@ whole shard under its final name or nothing there. Names are built from parsed i
 only, never from text a peer sent.
 Trash names get a counter so a later delete never overwrites an earlier trashed
 copy: a compromised owner cannot replace a good trashed shard with garbage.
+
+The module stays whole although it is over 600 lines: the layout, the crash-safe write
+path and the trash rules are one contract, which the in-memory fake shares through the
+same checks, and a reader asking what a hostile owner can do to a holder's disk needs
+all of it in one place.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 
 from peerbak.adapters.sshlib import asyncssh
 from peerbak.core import wire
+from peerbak.core.addresses import split_host_port
 from peerbak.core.errors import PeerUnavailable, RemoteProtocolError
 
 log = logging.getLogger(__name__)
@@ -324,18 +325,11 @@ class KeyRefused(PeerUnavailable):
     """The server does not let our key in: we are not in its roster (or no invite is open)."""
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise RemoteProtocolError(f"not a host:port address: {address!r}")
-    return host.strip("[]"), int(port)
-
-
 async def connect(
     address: str, host_key: bytes, client_key: asyncssh.SSHKey, timeout: float
 ) -> asyncssh.SSHClientConnection:
     """Dial ``address`` trusting only ``host_key``; any failure is PeerUnavailable."""
-    host, port = split_address(address)
+    host, port = split_host_port(address, RemoteProtocolError)
     try:
         return await asyncio.wait_for(
             asyncssh.connect(
@@ -383,7 +377,7 @@ async def server_host_key(address: str, timeout: float) -> bytes:
     this returns, then proves the key right by the owner-signed manifest (recovery is
     refused if the member's roster key differs). Never a reason to skip pinning.
     """
-    host, port = split_address(address)
+    host, port = split_host_port(address, RemoteProtocolError)
     try:
         key = await asyncio.wait_for(
             asyncssh.get_server_host_key(

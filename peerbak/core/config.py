@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from peerbak.core.addresses import split_host_port
 from peerbak.core.errors import ConfigError, InputError
 from peerbak.core.ids import NodeId
 
@@ -36,10 +37,7 @@ def parse_size(text: str | int) -> int:
 
 
 def _check_host_port(address: str) -> None:
-    host, sep, port = address.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise InputError(f"not a host:port address: {address!r}")
+    host, _ = split_host_port(address)
     _check_host(host)
 
 

@@ -13,6 +13,10 @@ breaks these rules is a :class:`RemoteProtocolError`.
 The byte-level specification, one section per message, is protocol/wire.md; the
 shard header carried by PutShard, ShardFollows and ShardStat is in
 protocol/storage-format.md.
+
+The module stays whole although it is over 600 lines: the message catalogue with its
+limits, the codec and framer that enforce them, and the error codes are the one table a
+reader holds against wire.md, and a new message touches all of them.
 """
 
 from __future__ import annotations

@@ -24,11 +24,12 @@ from typing import Any, Final
 from peerbak.adapters import transport
 from peerbak.adapters.home import DaemonState, Home
 from peerbak.adapters.ledger import Ledger
+from peerbak.core.addresses import join_host_port
 from peerbak.core.crypto import NodeKeys
 from peerbak.core.errors import InputError, PeerbakError, StorageError
 from peerbak.core.ids import NodeId
 from peerbak.node.compose import open_repository
-from peerbak.node.server import Node, join_host_port, local_addresses
+from peerbak.node.server import Node, local_addresses
 from peerbak.services.maintenance import maintain_forever
 
 log = logging.getLogger(__name__)

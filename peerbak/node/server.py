@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from peerbak import __version__
-from peerbak.adapters import transport
+from peerbak.adapters import netif, transport
 from peerbak.adapters.home import Home
 from peerbak.adapters.ledger import InviteStatus, Ledger
 from peerbak.adapters.link import SOFTWARE, PeerLink
 from peerbak.adapters.store import DirectoryShareStore
 from peerbak.adapters.transport import Caller, FramedChannel
 from peerbak.core import pool, wire
+from peerbak.core.addresses import join_host_port
 from peerbak.core.config import Config
 from peerbak.core.crypto import NodeKeys, RandomBytes
 from peerbak.core.errors import (
@@ -46,9 +45,17 @@ PURGE_INTERVAL: Final = 3600.0
 PUSH_TIMEOUT: Final = 10.0
 
 
+#: At most this many of this host's addresses go into our record (loopback comes on top):
+#: four addresses of any length still fit in an invite token (pool.TOKEN_MAX_PAYLOAD).
+MAX_HOST_ADDRESSES: Final = 3
+
+
 def local_addresses(config: Config, port: int) -> list[str]:
     """What this node tells friends: ``advertise`` if set, else the listen address, else
-    this host's addresses (loopback last, for pools on one machine)."""
+    this host's IPv4 addresses (loopback last, for pools on one machine).
+
+    IPv6 is left to ``advertise``: a link-local address needs a scope a record cannot carry.
+    """
     if config.node.advertise:
         return list(config.node.advertise)
     listen = config.node.listen
@@ -56,15 +63,9 @@ def local_addresses(config: Config, port: int) -> list[str]:
         return [join_host_port(listen, port)]
     found: list[str] = []
     with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            host = str(info[4][0])
-            if host not in found and not ipaddress.ip_address(host).is_loopback:
-                found.append(host)
-    return [join_host_port(h, port) for h in [*found, "127.0.0.1"]]
-
-
-def join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        found = [a for a, _ in netif.host_addresses() if ":" not in a]
+    hosts = [*list(dict.fromkeys(found))[:MAX_HOST_ADDRESSES], "127.0.0.1"]
+    return [join_host_port(h, port) for h in hosts]
 
 
 class Node:
@@ -360,10 +361,10 @@ class Node:
         verifier = await self.ledger.invite_verifier(req.invite)
         if verifier is None:
             return wire.Error(code="invite-unknown", message="no such invite here")
-        request = pool.JoinRequest(invite_id=req.invite, proof=req.proof, proposal=req.record)
+        claim = pool.JoinClaim(invite_id=req.invite, proof=req.proof, proposal=req.record)
         try:
-            proposal = pool.check_join_request(
-                request, pool=self.roster.pool, inviter=bytes(self.node_id), verifier=verifier
+            proposal = pool.check_join_claim(
+                claim, pool=self.roster.pool, inviter=bytes(self.node_id), verifier=verifier
             )
         except RemoteProtocolError as exc:
             code = "invite-pool" if "another pool" in str(exc) else "protocol"
@@ -508,7 +509,7 @@ async def join_pool(
                 f"this node already belongs to pool {current.hex()[:12]}; "
                 "a node joins one pool (make a new home with `peerbak --home DIR init`)"
             )
-        ours = pool.join_request(keys, invite, config.node.name, local_addresses(config, port))
+        ours = pool.join_claim(keys, invite, config.node.name, local_addresses(config, port))
         request = wire.JoinRequest(invite=ours.invite_id, proof=ours.proof, record=ours.proposal)
         from peerbak.adapters.link import request_join
 

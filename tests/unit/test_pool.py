@@ -22,21 +22,21 @@ from peerbak.core.errors import (
 )
 from peerbak.core.pool import (
     Invite,
-    JoinRequest,
+    JoinClaim,
     Roster,
     RosterRecord,
     SignedRecord,
+    check_join_claim,
     check_join_proof,
-    check_join_request,
-    decode_join_request,
+    decode_join_claim,
     decode_token,
-    encode_join_request,
+    encode_join_claim,
     encode_token,
     found_pool,
     invite_verifier,
     is_expired,
+    join_claim,
     join_proof,
-    join_request,
     new_invite,
     open_proposal,
     open_record,
@@ -928,11 +928,11 @@ def test_token_of_another_kind_is_refused() -> None:
         decode_token("pb1-" + encode_text(junk, parity=16))
     body = msgspec.msgpack.encode([1, 2, 3])
     with pytest.raises(InputError, match="malformed"):
-        decode_token("pb1-" + encode_text(body + P._token_check(body), parity=16))
+        decode_token("pb1-" + encode_text(body + P.invites._token_check(body), parity=16))
     short = msgspec.structs.replace(fixed_invite(), secret=bytes(31))
     body = msgspec.msgpack.encode(short)
     with pytest.raises(InputError, match="secret"):
-        decode_token("pb1-" + encode_text(body + P._token_check(body), parity=16))
+        decode_token("pb1-" + encode_text(body + P.invites._token_check(body), parity=16))
 
 
 # ------------------------------------------------------------------------ the join proof
@@ -999,7 +999,7 @@ def test_check_join_proof_returns_false_on_junk(bad: dict[str, Any]) -> None:
     )
 
 
-def test_join_request_flow() -> None:
+def test_join_claim_flow() -> None:
     roster, _ = founded()
     invite, verifier = new_invite(
         A, POOL, ssh_public_key(A), ["a.example:22"], 0, 3600, random.Random(3).randbytes
@@ -1008,12 +1008,12 @@ def test_join_request_flow() -> None:
     # joiner
     got = decode_token(token)
     assert not is_expired(got, 10)
-    request = join_request(B, got, "bob", ["b.example:22"])
-    wire = encode_join_request(request)
+    claim = join_claim(B, got, "bob", ["b.example:22"])
+    wire = encode_join_claim(claim)
     # inviter
-    received = decode_join_request(wire)
+    received = decode_join_claim(wire)
     assert received.invite_id == invite.invite_id
-    proposal = check_join_request(received, pool=POOL, inviter=nid(A), verifier=verifier)
+    proposal = check_join_claim(received, pool=POOL, inviter=nid(A), verifier=verifier)
     assert (proposal.node, proposal.ssh_key, proposal.name) == (nid(B), ssh_public_key(B), "bob")
     admission = roster.admit(A, proposal)
     assert roster.apply(admission)
@@ -1028,42 +1028,40 @@ def test_join_request_flow() -> None:
 def test_sniffed_proof_cannot_admit_another_key() -> None:
     invite = fixed_invite()
     verifier = invite_verifier(invite.secret)
-    honest = join_request(B, invite, "bob", [])
-    thief = JoinRequest(
-        honest.invite_id, honest.proof, propose_join(C, POOL, nid(A), "mallory", [])
-    )
+    honest = join_claim(B, invite, "bob", [])
+    thief = JoinClaim(honest.invite_id, honest.proof, propose_join(C, POOL, nid(A), "mallory", []))
     with pytest.raises(IntegrityError):
-        check_join_request(thief, pool=POOL, inviter=nid(A), verifier=verifier)
+        check_join_claim(thief, pool=POOL, inviter=nid(A), verifier=verifier)
 
 
-def test_join_request_checks() -> None:
+def test_join_claim_checks() -> None:
     invite = fixed_invite()
     verifier = invite_verifier(invite.secret)
-    request = join_request(B, invite, "bob", [])
+    claim = join_claim(B, invite, "bob", [])
     with pytest.raises(RemoteProtocolError, match="another pool"):
-        check_join_request(request, pool=OTHER_POOL, inviter=nid(A), verifier=verifier)
+        check_join_claim(claim, pool=OTHER_POOL, inviter=nid(A), verifier=verifier)
     with pytest.raises(RemoteProtocolError, match="another inviter"):
-        check_join_request(request, pool=POOL, inviter=nid(C), verifier=verifier)
+        check_join_claim(claim, pool=POOL, inviter=nid(C), verifier=verifier)
     with pytest.raises(IntegrityError):
-        check_join_request(request, pool=POOL, inviter=nid(A), verifier=invite_verifier(bytes(32)))
-    other = JoinRequest(
-        request.invite_id, request.proof, raw_sign(rec(B, added_by=A), C, P.PROPOSAL_DOMAIN)
+        check_join_claim(claim, pool=POOL, inviter=nid(A), verifier=invite_verifier(bytes(32)))
+    other = JoinClaim(
+        claim.invite_id, claim.proof, raw_sign(rec(B, added_by=A), C, P.PROPOSAL_DOMAIN)
     )
     with pytest.raises(RemoteProtocolError, match="signed by the joiner"):
-        check_join_request(other, pool=POOL, inviter=nid(A), verifier=verifier)
-    signed = msgspec.msgpack.decode(request.proposal, type=SignedRecord)
+        check_join_claim(other, pool=POOL, inviter=nid(A), verifier=verifier)
+    signed = msgspec.msgpack.decode(claim.proposal, type=SignedRecord)
     bad_sig = msgspec.msgpack.encode(SignedRecord(signed.body, signed.signer, bytes(64)))
     with pytest.raises(IntegrityError):
-        check_join_request(
-            JoinRequest(request.invite_id, request.proof, bad_sig),
+        check_join_claim(
+            JoinClaim(claim.invite_id, claim.proof, bad_sig),
             pool=POOL,
             inviter=nid(A),
             verifier=verifier,
         )
     tomb = raw_sign(rec(B, added_by=A, removed=True), B, P.PROPOSAL_DOMAIN)
     with pytest.raises(RemoteProtocolError):
-        check_join_request(
-            JoinRequest(request.invite_id, request.proof, tomb),
+        check_join_claim(
+            JoinClaim(claim.invite_id, claim.proof, tomb),
             pool=POOL,
             inviter=nid(A),
             verifier=verifier,
@@ -1075,12 +1073,12 @@ def test_join_request_checks() -> None:
     [
         b"",
         b"\x93",
-        b"\x00" * (P.MAX_JOIN_REQUEST + 1),
+        b"\x00" * (P.MAX_JOIN_CLAIM + 1),
         msgspec.msgpack.encode([bytes(15), bytes(64), b""]),
         msgspec.msgpack.encode([bytes(16), bytes(63), b""]),
         msgspec.msgpack.encode([bytes(16), bytes(64), b"", 1]),
     ],
 )
-def test_malformed_join_requests(blob: bytes) -> None:
+def test_malformed_join_claims(blob: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
-        decode_join_request(blob)
+        decode_join_claim(blob)
