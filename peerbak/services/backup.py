@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from peerbak.adapters.home import Home
-from peerbak.adapters.ledger import FilesCacheDb
 from peerbak.core import objects
 from peerbak.core.crypto import BlobType
 from peerbak.core.errors import InputError, Locked, PeerbakError, StorageError
@@ -102,7 +101,7 @@ class _LedgerCache:
     connection; a directory whose files did not change is not written again."""
 
     def __init__(self, repo: Repository) -> None:
-        self._db = FilesCacheDb(repo.ledger.path)
+        self._db = repo.ledger.files_cache()
         self._last: dict[bytes, dict[bytes, CachedFile]] = {}
 
     def lookup(self, parent: bytes) -> dict[bytes, CachedFile]:

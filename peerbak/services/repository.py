@@ -23,7 +23,6 @@ from typing import Final
 from peerbak.adapters import transport
 from peerbak.adapters.home import Home
 from peerbak.adapters.ledger import Ledger
-from peerbak.adapters.ledger_health import UNPUBLISHED_DOOM
 from peerbak.adapters.link import PeerLink
 from peerbak.core import objects, pool
 from peerbak.core.codec import ErasureCode
@@ -40,6 +39,8 @@ from peerbak.core.objects import IndexPack, Manifest, ManifestBody, Snapshot
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.core.placement import Candidate, default_code, place
 from peerbak.ports import ShardInfo
+from peerbak.ports import ledger as ports_ledger
+from peerbak.ports.ledger import UNPUBLISHED_DOOM
 from peerbak.services.fetch import FetchReport, fetch_pack, read_blobs
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class Repository:
         self,
         home: Home,
         keys: NodeKeys,
-        ledger: Ledger,
+        ledger: ports_ledger.Ledger,
         roster: pool.Roster,
         *,
         timeout: float = 30.0,

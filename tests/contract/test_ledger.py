@@ -84,7 +84,7 @@ async def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
 
 
 async def test_a_failing_mark_clears_after_a_day_of_passed_challenges(tmp_path: Path) -> None:
-    from peerbak.adapters.ledger_health import CLEAR_AFTER
+    from peerbak.adapters.ledger import CLEAR_AFTER
 
     member, pack = b"m" * 32, b"p" * 32
     async with await Ledger.open(tmp_path / "ledger.sqlite", create=True) as ledger:
