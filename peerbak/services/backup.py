@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from peerbak.adapters.ledger import FilesCacheDb
 from peerbak.core import objects
 from peerbak.core.errors import InputError
 from peerbak.core.ids import ChunkId
@@ -49,7 +48,7 @@ class _LedgerCache:
     connection; a directory whose files did not change is not written again."""
 
     def __init__(self, repo: Repository) -> None:
-        self._db = FilesCacheDb(repo.ledger.path)
+        self._db = repo.ledger.files_cache()
         self._last: dict[bytes, dict[bytes, CachedFile]] = {}
 
     def lookup(self, parent: bytes) -> dict[bytes, CachedFile]:

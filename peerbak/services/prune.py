@@ -24,13 +24,9 @@ unused ones. Packs used more are kept whole (``bytes_unused_kept`` says what tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import os
-import sqlite3
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -38,8 +34,9 @@ from peerbak.core import objects
 from peerbak.core.crypto import BlobType
 from peerbak.core.errors import InputError
 from peerbak.core.objects import Snapshot, Tree
-from peerbak.core.pack import BlobEntry, PackRecord
+from peerbak.core.pack import PackRecord
 from peerbak.core.retention import Decision, KeepPolicy, apply_policy
+from peerbak.ports.ledger import IdSet
 from peerbak.services.fetch import read_blobs
 from peerbak.services.index import META_PACK, republish
 from peerbak.services.packer import KnownChunks, Packer
@@ -92,52 +89,7 @@ async def forget(
     return decisions
 
 
-class _Marks:
-    """The set of used ids, in a scratch SQLite file deleted on close."""
-
-    def __init__(self, directory: str) -> None:
-        fd, self.path = tempfile.mkstemp(prefix="prune-", suffix=".sqlite", dir=directory)
-        os.close(fd)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=OFF")
-        self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("CREATE TABLE used (id BLOB PRIMARY KEY) WITHOUT ROWID")
-
-    def add(self, ident: bytes) -> bool:
-        """Mark; False if it was marked already."""
-        return self.db.execute("INSERT OR IGNORE INTO used VALUES (?)", (ident,)).rowcount == 1
-
-    def add_many(self, idents: list[bytes]) -> None:
-        self.db.executemany("INSERT OR IGNORE INTO used VALUES (?)", [(i,) for i in idents])
-
-    def used_of(self, entries: Sequence[BlobEntry]) -> set[bytes]:
-        """The ids among ``entries`` that are marked."""
-        return {bytes(e.ident) for e in entries} & set(
-            self._found([bytes(e.ident) for e in entries])
-        )
-
-    def _found(self, idents: list[bytes]) -> Iterator[bytes]:
-        for start in range(0, len(idents), 500):
-            part = idents[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for (ident,) in self.db.execute(
-                f"SELECT id FROM used WHERE id IN ({marks})",  # noqa: S608 - only ?s
-                part,
-            ):
-                yield bytes(ident)
-
-    def count(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM used").fetchone()[0])
-
-    def close(self) -> None:
-        self.db.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-
-
-async def _mark(
-    repo: Repository, snaps: list[Snapshot], marks: _Marks, report: PruneReport
-) -> None:
+async def _mark(repo: Repository, snaps: list[Snapshot], marks: IdSet, report: PruneReport) -> None:
     stack: list[bytes] = []
     for snap in snaps:
         if marks.add(snap.tree):
@@ -171,7 +123,8 @@ async def prune(
     await repo.probe()
     snaps = await repo.snapshots()
     report.snapshots = len(snaps)
-    marks = _Marks(str(repo.home.scratch_dir))  # small blocking calls: this command alone
+    # Small blocking calls: this command runs alone.
+    marks = repo.ledger.id_set(str(repo.home.scratch_dir))
     try:
         await _mark(repo, snaps, marks, report)
         report.chunks_used = marks.count()
@@ -184,7 +137,7 @@ async def prune(
                     continue
                 record = found[0]
                 report.packs += 1
-                used = marks.used_of(record.entries)
+                used = marks.present([bytes(e.ident) for e in record.entries])
                 total = sum(e.plain_length for e in record.entries) or 1
                 if not used:
                     unused.append(pack_id)
@@ -218,7 +171,7 @@ async def prune(
 async def _repack(
     repo: Repository,
     sparse: list[bytes],
-    marks: _Marks,
+    marks: IdSet,
     snaps: list[Snapshot],
     report: PruneReport,
 ) -> None:
@@ -251,7 +204,7 @@ async def _repack(
             if found is None:
                 continue
             record, holders = found
-            used = marks.used_of(record.entries)
+            used = marks.present([bytes(e.ident) for e in record.entries])
             raw = await repo.fetch_record(record, holders)
 
             def copy(raw: bytes = raw, record: PackRecord = record, used: set[bytes] = used) -> int:

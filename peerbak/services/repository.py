@@ -22,8 +22,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from peerbak.adapters.ledger import Ledger
-from peerbak.adapters.ledger_health import UNPUBLISHED_DOOM
 from peerbak.core import objects, pool
 from peerbak.core.codec import ErasureCode
 from peerbak.core.crypto import BlobType, NodeKeys, RandomBytes
@@ -39,6 +37,8 @@ from peerbak.core.objects import IndexPack, Manifest, ManifestBody, Snapshot
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.core.placement import Candidate, default_code, place
 from peerbak.ports import ShardInfo
+from peerbak.ports import ledger as ports_ledger
+from peerbak.ports.ledger import UNPUBLISHED_DOOM
 from peerbak.ports.member import Member
 from peerbak.ports.workspace import Workspace
 from peerbak.services.fetch import FetchReport, fetch_pack, read_blobs
@@ -130,7 +130,7 @@ class Repository:
     def __init__(
         self,
         keys: NodeKeys,
-        ledger: Ledger,
+        ledger: ports_ledger.Ledger,
         roster: pool.Roster,
         links: Mapping[bytes, Member],
         *,

@@ -9,7 +9,7 @@ where the plan says. A file whose last chunk has arrived gets its mode, owner an
 times and is renamed to its name: a file under its final name is always whole.
 Links, special files and directory times come last, deepest first.
 
-The plan lives in a scratch SQLite file (peerbak.adapters.plan), not in memory: a restore
+The plan lives on disk (a scratch file the ledger hands out), not in memory: a restore
 holds a few packs at a time whatever the number of files.
 """
 
@@ -29,7 +29,6 @@ from typing import Any, Final
 
 import pathspec
 
-from peerbak.adapters.plan import RestorePlan
 from peerbak.core import objects
 from peerbak.core.errors import (
     IntegrityError,
@@ -77,7 +76,7 @@ class Restorer:
         self.target = target
         self.include = pathspec.GitIgnoreSpec.from_lines(include) if include else None
         self.stats = RestoreStats()
-        self._plan = RestorePlan()
+        self._plan = repo.ledger.restore_plan()
         self._am_root = os.geteuid() == 0
         self._lock = threading.Lock()
         self._dir: TargetDir | None = None

@@ -9,15 +9,16 @@ CPU per challenge, SSH included, from /proc), and ``forget --keep-last 1 --prune
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import shutil
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from peerbak.adapters.ledger import Ledger
 from peerbak.tools.compare import _daemon_cpu, _run
 from peerbak.tools.localpool import make_pool
 
@@ -30,6 +31,11 @@ def _tree(root: Path, files: int, seed: int) -> None:
         if i % per_dir == 0:
             folder.mkdir(parents=True)
         (folder / f"f{i:07}.bin").write_bytes(rnd.randbytes(rnd.randrange(512, 2048)))
+
+
+async def _chunk_count(path: Path) -> int:
+    async with await Ledger.open(path) as ledger:
+        return await ledger.chunk_count()
 
 
 def bench_care(
@@ -57,11 +63,7 @@ def bench_care(
         for folder in sorted(tree.iterdir())[::2]:
             shutil.rmtree(folder)  # half the files: their chunks become unused
         step("second backup", "backup", "--shards", "3/5", str(tree))
-        db = sqlite3.connect(f"file:{owner.home / 'ledger.sqlite'}?mode=ro", uri=True)
-        try:
-            (chunks,) = db.execute("SELECT count(*) FROM blobs").fetchone()
-        finally:
-            db.close()
+        chunks = asyncio.run(_chunk_count(owner.home / "ledger.sqlite"))
         pids = [n.proc.pid for n in nodes[1:] if n.proc is not None]
         before = _daemon_cpu(pids)
         out = step("challenges", "challenge", "--count", str(challenges))
@@ -71,7 +73,7 @@ def bench_care(
         step("forget --prune", "forget", "--keep-last", "1", "--prune")
         return {
             "files": files,
-            "chunks_before_prune": int(chunks),
+            "chunks_before_prune": chunks,
             "steps": rows,
             "challenges": len(answered),
             "challenges_passed": len(passed),

@@ -84,7 +84,7 @@ async def test_a_file_that_is_not_a_ledger_is_refused(tmp_path: Path) -> None:
 
 
 async def test_a_failing_mark_clears_after_a_day_of_passed_challenges(tmp_path: Path) -> None:
-    from peerbak.adapters.ledger_health import CLEAR_AFTER
+    from peerbak.adapters.ledger import CLEAR_AFTER
 
     member, pack = b"m" * 32, b"p" * 32
     async with await Ledger.open(tmp_path / "ledger.sqlite", create=True) as ledger:
@@ -105,3 +105,23 @@ async def test_a_failing_mark_clears_after_a_day_of_passed_challenges(tmp_path: 
             "damaged",
             "the holder does not have it",
         ]
+
+
+async def test_chunk_count_counts_distinct_stored_chunks(tmp_path: Path) -> None:
+    from peerbak.core.crypto import BlobType, Compression
+    from peerbak.core.ids import ChunkId, PackId
+    from peerbak.core.pack import BlobEntry, PackRecord
+
+    def record(tag: int, chunks: list[bytes]) -> PackRecord:
+        entries = tuple(
+            BlobEntry(BlobType.DATA, Compression.NONE, ChunkId(c), 100 * i, 100, 60)
+            for i, c in enumerate(chunks)
+        )
+        return PackRecord(PackId(bytes([tag]) * 32), 1, 1, 100 * len(chunks), (b"r" * 32,), entries)
+
+    async with await Ledger.open(tmp_path / "ledger.sqlite", create=True) as ledger:
+        await ledger.add_pack(record(1, [b"a" * 32, b"b" * 32]), 0, [b"m" * 32], 1.0)
+        assert await ledger.chunk_count() == 0  # sealed, not stored
+        await ledger.import_pack(record(1, [b"a" * 32, b"b" * 32]), 0, [b"m" * 32], True, 1.0)
+        await ledger.import_pack(record(2, [b"b" * 32, b"c" * 32]), 0, [b"m" * 32], True, 1.0)
+        assert await ledger.chunk_count() == 3

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from peerbak.adapters.plan import RestorePlan
+from peerbak.adapters.ledger import RestorePlanDb
 
 
 def test_packs_files_links_and_completion_across_pages() -> None:
-    plan = RestorePlan()
+    plan = RestorePlanDb()
     try:
         ids = [plan.add_file(f"/t/f{i}".encode(), b"e", 2, None) for i in range(2500)]
         assert None not in ids

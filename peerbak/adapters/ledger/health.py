@@ -1,7 +1,7 @@
 """The ledger's record of how members behave and how healthy each pack is.
 
-A mixin of :class:`peerbak.adapters.ledger.Ledger` (the same connection and lock), kept apart so
-each file stays one subject: here probes, challenge results and their evidence,
+Part of :class:`peerbak.adapters.ledger.Ledger` (the same connection and lock), kept
+apart so each file stays one subject: here probes, challenge results and their evidence,
 containment of members that stall a challenge, shard health, and the repair moves
 that let a repair killed at any point resume without a pack ever dropping below k or a
 placement pointing at nothing.
@@ -9,97 +9,21 @@ placement pointing at nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from collections.abc import Sequence
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    import aiosqlite
-
-T = TypeVar("T")
+from peerbak.adapters.ledger.db import Connection
+from peerbak.ports.ledger import Contained, Failure, MemberStats, Move
 
 #: Weight of the newest latency sample in the moving average.
 LATENCY_WEIGHT: Final = 0.2
-#: Meta key set while packs prune doomed may still be listed by the members' manifest.
-UNPUBLISHED_DOOM: Final = "unpublished_doom"
 #: Challenges passed in a row that clear a failing mark (a day's worth at the default
 #: rate): the member's bad shards were repaired and what it still holds checks out.
 CLEAR_AFTER: Final = 48
 
 
-@dataclass(frozen=True, slots=True)
-class MemberStats:
-    """What this node has observed of one member."""
-
-    node_id: bytes
-    first_seen: float | None
-    last_seen: float | None
-    passed: int
-    failed: int
-    failing_since: float | None
-    probes: int
-    probes_up: int
-    latency: float | None
-
-    @property
-    def uptime(self) -> float | None:
-        """Share of probes it answered, or None before the first probe."""
-        return self.probes_up / self.probes if self.probes else None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """One failed (or timed-out) challenge, with what was wrong."""
-
-    member: bytes
-    time: float
-    pack_id: bytes
-    index: int
-    outcome: str
-    evidence: str
-
-
-@dataclass(frozen=True, slots=True)
-class Contained:
-    """A challenge a member stalled: asked again until it answers or runs out of tries."""
-
-    member: bytes
-    pack_id: bytes
-    index: int
-    tries: int
-    since: float
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    """A shard on its way to a new holder (``upload``) or to leave an old one (``release``)."""
-
-    pack_id: bytes
-    index: int
-    holder: bytes
-    phase: str
-
-
-class HealthRecords:
+class HealthRecords(Connection):
     """Probes, challenges, shard health and repair moves (see the module docstring)."""
-
-    if TYPE_CHECKING:
-        _db: aiosqlite.Connection
-
-        async def _guard(self, fn: Callable[[], Awaitable[T]]) -> T: ...
-
-    async def _run(self, sql: str, args: Sequence[Any] = ()) -> None:
-        async def run() -> None:
-            await self._db.execute(sql, args)
-
-        await self._guard(run)
-
-    async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        async def rows() -> list[Any]:
-            async with self._db.execute(sql, args) as cur:
-                return list(await cur.fetchall())
-
-        return await self._guard(rows)
 
     # -- members -----------------------------------------------------------------------------
 
@@ -366,58 +290,3 @@ class HealthRecords:
             "DELETE FROM moves WHERE pack_id = ? AND idx = ? AND holder = ?",
             (pack_id, index, holder),
         )
-
-    # -- retention -------------------------------------------------------------------------------
-
-    async def remove_snapshots(self, ids: Sequence[bytes]) -> None:
-        async def remove() -> None:
-            await self._db.execute("BEGIN IMMEDIATE")
-            await self._db.executemany(
-                "DELETE FROM snapshots WHERE id = ?", [(bytes(i),) for i in ids]
-            )
-            await self._db.execute("COMMIT")
-
-        await self._guard(remove)
-
-    async def doom_packs(self, pack_ids: Sequence[bytes], empty_index: bytes) -> None:
-        """Prune's commit point, in one transaction: the packs it deletes leave the known
-        chunks and the index and go back to ``sealed``; every other stored pack is to be
-        listed by the next index written (``empty_index`` becomes the list of index
-        packs); and ``unpublished_doom`` is set. Until a manifest without those packs is
-        out (``publish`` clears the mark), ``reclaim`` leaves them alone: the members'
-        manifest still lists them, and a recovery from it must find them."""
-
-        async def doom() -> None:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for pack_id in pack_ids:
-                    await self._db.execute("DELETE FROM blobs WHERE pack_id = ?", (pack_id,))
-                    await self._db.execute(
-                        "UPDATE packs SET state = 'sealed', indexed = 0 WHERE pack_id = ?",
-                        (pack_id,),
-                    )
-                await self._db.execute("UPDATE packs SET indexed = 0 WHERE state = 'stored'")
-                for key, value in (("index_packs", empty_index), (UNPUBLISHED_DOOM, b"1")):
-                    await self._db.execute(
-                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = ?",
-                        (key, value, value),
-                    )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-
-        await self._guard(doom)
-
-    async def relink_blobs(self, record: Any) -> None:
-        """Blobs copied into ``record``'s pack (prune's repacking) are found there now."""
-
-        async def relink() -> None:
-            await self._db.execute("BEGIN IMMEDIATE")
-            await self._db.executemany(
-                "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?)",
-                [(bytes(e.ident), bytes(record.pack_id), e.plain_length) for e in record.entries],
-            )
-            await self._db.execute("COMMIT")
-
-        await self._guard(relink)

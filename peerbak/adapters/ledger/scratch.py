@@ -1,13 +1,15 @@
-"""A restore's plan, on disk: which chunk of which pack goes to which file at which offset.
+"""Scratch SQLite files: structures too large for memory that die with one command.
 
-A scratch SQLite file in a temporary directory (no journal, no fsync: it dies with the
-restore), so a restore of millions of files holds a few packs in memory, never its
-whole plan. One connection shared by the event loop and the writer threads, under a
-lock; every statement is short.
+No journal, no fsync: a crash loses nothing that is not rebuilt by running the command
+again. :class:`RestorePlanDb` is a restore's plan (which chunk of which pack goes to
+which file at which offset), so a restore of millions of files holds a few packs in
+memory, never its whole plan; :class:`IdSetDb` is prune's set of used ids.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from peerbak.core.errors import StorageError
+from peerbak.ports.ledger import FileRow
 
 _SCHEMA: Final = """
 CREATE TABLE files (
@@ -33,13 +36,17 @@ CREATE INDEX dirs_depth ON dirs (depth);
 CREATE TABLE later (path BLOB NOT NULL, entry BLOB NOT NULL);
 """
 
-#: (file id, path, encoded entry)
-FileRow = tuple[int, bytes, bytes]
 
+class RestorePlanDb:
+    """A restore's plan (:class:`peerbak.ports.ledger.RestorePlan`) in a temporary
+    directory of its own. One connection shared by the event loop and the writer
+    threads, under a lock; every statement is short."""
 
-class RestorePlan:
-    def __init__(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="peerbak-restore-"))
+    def __init__(self, directory: Path | None = None) -> None:
+        try:
+            self._dir = Path(tempfile.mkdtemp(prefix="peerbak-restore-", dir=directory))
+        except OSError as exc:
+            raise StorageError(f"cannot make a restore plan: {exc}") from None
         try:
             self._db = sqlite3.connect(
                 self._dir / "plan.sqlite", isolation_level=None, check_same_thread=False
@@ -228,3 +235,52 @@ class RestorePlan:
         return self._pages(
             "SELECT rowid, path, entry FROM later WHERE rowid > ? ORDER BY rowid LIMIT 1000"
         )
+
+
+class IdSetDb:
+    """A set of ids (:class:`peerbak.ports.ledger.IdSet`) in a scratch file deleted on
+    close. Blocking calls, from one thread."""
+
+    def __init__(self, directory: Path) -> None:
+        try:
+            fd, name = tempfile.mkstemp(prefix="prune-", suffix=".sqlite", dir=directory)
+        except OSError as exc:
+            raise StorageError(f"cannot make a scratch file in {directory}: {exc}") from None
+        os.close(fd)
+        self.path = Path(name)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=OFF")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute("CREATE TABLE used (id BLOB PRIMARY KEY) WITHOUT ROWID")
+        except sqlite3.Error as exc:
+            self.path.unlink(missing_ok=True)
+            raise StorageError(f"cannot make a scratch file in {directory}: {exc}") from None
+
+    def add(self, ident: bytes) -> bool:
+        return self._db.execute("INSERT OR IGNORE INTO used VALUES (?)", (ident,)).rowcount == 1
+
+    def add_many(self, idents: Sequence[bytes]) -> None:
+        self._db.executemany("INSERT OR IGNORE INTO used VALUES (?)", [(i,) for i in idents])
+
+    def present(self, idents: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for start in range(0, len(idents), 500):
+            part = list(idents[start : start + 500])
+            marks = ",".join("?" * len(part))
+            found.update(
+                bytes(ident)
+                for (ident,) in self._db.execute(
+                    f"SELECT id FROM used WHERE id IN ({marks})",  # noqa: S608 - only ?s
+                    part,
+                )
+            )
+        return found
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM used").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
