@@ -54,10 +54,18 @@ def test_built_wheel_installs_from_the_lock_and_runs_without_noise(tmp_path: Pat
     with tarfile.open(sdist) as tar:
         names = tar.getnames()
     prefix = f"peerbak-{peerbak.__version__}"
-    for needed in ("pyproject.toml", "peerbak/cli.py", "requirements/lock.txt", "protocol/wire.md"):
+    for needed in (
+        "pyproject.toml",
+        "peerbak/cli/main.py",
+        "requirements/lock.txt",
+        "protocol/wire.md",
+    ):
         assert f"{prefix}/{needed}" in names, needed
     with zipfile.ZipFile(wheel) as whl:
-        assert "peerbak/sshlib.py" in whl.namelist()
+        shipped = set(whl.namelist())
+    for ring in ("core", "ports", "adapters", "services", "node", "cli", "tools"):
+        assert f"peerbak/{ring}/__init__.py" in shipped, ring  # every ring, subpackages too
+    assert "peerbak/adapters/ledger/__init__.py" in shipped
 
     venv = tmp_path / "venv"
     assert _run(sys.executable, "-m", "venv", venv).returncode == 0
