@@ -1,61 +1,53 @@
-"""Commands that look after backups once they exist: status, challenge, repair,
-forget, prune and undelete. Registered on the ``peerbak`` group by :mod:`peerbak.cli.main`."""
+"""Looking after backups once they exist: ``status``, ``check``, ``challenge``, ``repair``,
+``undelete``, ``forget`` and ``prune``."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import sys
 import time
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from peerbak.cli.kit import emit_table, human_size, open_home, parse_size, repo_call, run, time_ago
-from peerbak.core.errors import ConfigError, InputError, PeerbakError
+from peerbak.cli.kit import (
+    ask_daemon,
+    emit_table,
+    fail,
+    health,
+    human_size,
+    matching,
+    open_home,
+    parse_size,
+    pool_call,
+    repo_call,
+    run,
+    when,
+)
+from peerbak.core.errors import (
+    ChecksFailed,
+    DaemonUnavailable,
+    InputError,
+    PeerbakError,
+    RepairStuck,
+)
 from peerbak.core.retention import COUNT_RULES, WITHIN_RULES
 
-_KEEP = COUNT_RULES
-_WITHIN = WITHIN_RULES
-
-
-def _policy() -> Any:
-    from peerbak.services.maintenance import policy_of
-
-    return policy_of(open_home().config())
-
-
-def _health(repo: Any) -> Any:
-    from peerbak.services.status import pool_health
-
-    return pool_health(repo, _policy(), time.time())
+if TYPE_CHECKING:
+    from peerbak.services.repository import Repository
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
     """Is my backup safe? Pool health in plain words, and the running node."""
-    from peerbak.adapters.control import call
-    from peerbak.node.compose import open_repository
-
     home = run(as_json, open_home)
     try:
-        node: dict[str, Any] | None = call(home.control_socket, {"cmd": "status"})
+        node: dict[str, Any] | None = ask_daemon({"cmd": "status"}, home)
         daemon_error = ""
     except PeerbakError as exc:
         node, daemon_error = None, str(exc)
-
-    async def health() -> dict[str, Any] | None:
-        try:
-            repo = await open_repository(home)
-        except ConfigError:
-            return None  # in no pool yet: nothing to be healthy about
-        async with repo:
-            return await _health(repo)  # type: ignore[no-any-return]
-
-    report = run(as_json, lambda: asyncio.run(health()))
+    report = pool_call(as_json, health, home=home)  # None: in no pool yet, nothing to judge
     if as_json:
         click.echo(json.dumps({**(node or {}), "health": report, "daemon_error": daemon_error}))
     else:
@@ -67,10 +59,10 @@ def status(as_json: bool) -> None:
         if report is not None:
             _print_health(report)
     if node is None:
-        click.echo(
-            f"peerbak: {daemon_error} (meanwhile nothing is challenged or repaired)", err=True
+        fail(
+            as_json,
+            DaemonUnavailable(f"{daemon_error} (meanwhile nothing is challenged or repaired)"),
         )
-        sys.exit(75)
 
 
 def _print_health(h: dict[str, Any]) -> None:
@@ -99,65 +91,65 @@ def _print_health(h: dict[str, Any]) -> None:
         click.echo(f"  - {line}")
 
 
-def peers_table(as_json: bool) -> None:
-    """Members as this node sees them: state, uptime, latency, challenges, bytes."""
-    h = repo_call(as_json, _health)
-    if as_json:
-        click.echo(json.dumps(h["members"]))
-        return
-    emit_table(
-        f"{len(h['members'])} members",
-        [
-            "name",
-            "node",
-            "state",
-            "last seen",
-            "uptime",
-            "latency",
-            "challenges ok/failed",
-            "holds for us",
-            "we hold for it",
-        ],
-        (
-            (
-                m["name"],
-                m["node"][:12],
-                m["state"],
-                time_ago(m["last_seen"]),
-                f"{m['uptime'] * 100:.0f} %" if m["uptime"] is not None else "-",
-                f"{m['latency_ms']} ms" if m["latency_ms"] is not None else "-",
-                f"{m['challenges_passed']}/{m['challenges_failed']}",
-                human_size(m["bytes_held_for_us"]),
-                human_size(m["bytes_we_hold_for_it"]),
+@click.command()
+@click.option("--read-data", is_flag=True, help="Read and verify every pack in full.")
+@click.option(
+    "--read-data-subset", help="Read n/m of the packs (1/30 a day: all in a month), or x%."
+)
+@click.option(
+    "--restore-drill",
+    type=click.IntRange(1, 100_000),
+    help="Also restore N random files of the latest snapshot and compare them.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def check(
+    read_data: bool, read_data_subset: str | None, restore_drill: int | None, as_json: bool
+) -> None:
+    """Compare the ledger with what members hold; optionally read and verify the data."""
+    from peerbak.services.check import run_check
+    from peerbak.services.drill import restore_drill as run_drill
+
+    async def go(repo: Repository) -> dict[str, Any]:
+        report = await run_check(repo, read_data_subset, read_data)
+        if restore_drill:
+            drill = await run_drill(
+                repo, restore_drill, random.SystemRandom(), repo.home.scratch_dir
             )
-            for m in h["members"]
-        ),
-    )
-    for f in h["recent_failures"]:
-        when, who = time_ago(f["time"]), f["member"]
-        click.echo(f"{when}: {who} {f['outcome']} on shard {f['shard']}: {f['evidence']}")
+            report["drill"] = drill
+            report["ok"] = report["ok"] and not drill["problems"]
+        return report
 
-
-def _matching(members: Iterable[Any], text: str) -> list[Any]:
-    """Members called ``text``; failing that, those whose id starts with it. A name wins
-    over an id prefix: a member named ``f1`` is meant even if some id begins ``f1``."""
-    members = list(members)
-    named = [m for m in members if m.name == text]
-    return named or [m for m in members if m.node.hex().startswith(text.lower())]
-
-
-def trust_again(text: str, as_json: bool) -> None:
-    """Clear a member's failing mark: it gets shards again and its good ones count."""
-
-    async def go(repo: Any) -> dict[str, Any]:
-        found = _matching(repo.members.values(), text)
-        if len(found) != 1:
-            raise InputError(f"{len(found)} members match {text!r}: give a name or a longer id")
-        await repo.ledger.set_failing(found[0].node, None)
-        return {"node": found[0].node.hex(), "name": found[0].name}
-
-    r = repo_call(as_json, go)
-    click.echo(json.dumps(r) if as_json else f"{r['name'] or r['node'][:12]} is trusted again")
+    report = repo_call(as_json, go)
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        r = report
+        click.echo(
+            f"{r['packs']} packs, {r['shards_expected']} shards on members: "
+            f"{r['shards_missing']} missing, {r['shards_unknown']} not in the ledger "
+            "(leftovers, reclaimed by the next backup)"
+        )
+        if read_data or read_data_subset:
+            click.echo(
+                f"read {r['packs_read']} packs in full: {r['shards_damaged']} damaged shards, "
+                f"{r['packs_unreadable']} unreadable packs"
+            )
+        if "drill" in r:
+            d = r["drill"]
+            click.echo(
+                f"restore drill: {d['restored']} of {d['files_sampled']} sampled files "
+                f"restored; {d['matched']} identical to the files on disk, "
+                f"{d['changed_since']} changed since the backup"
+            )
+            for line in d["problems"]:
+                click.echo(line)
+        for name, why in r["members_down"].items():
+            click.echo(f"not checked: {name} is unreachable ({why})")
+        for line in r["problems"]:
+            click.echo(line)
+        click.echo("no errors were found" if r["ok"] else "errors were found")
+    if not report["ok"]:
+        fail(as_json, ChecksFailed("errors were found"))
 
 
 @click.command()
@@ -174,12 +166,12 @@ def challenge(count: int, only: str | None, seed: int | None, as_json: bool) -> 
     # A seed makes the choice reproducible (tests); otherwise the system's randomness.
     rng = random.Random(seed) if seed is not None else random.SystemRandom()  # noqa: S311
 
-    async def go(repo: Any) -> list[dict[str, Any]]:
-        chosen = list(repo.members.values()) if not only else _matching(repo.members.values(), only)
+    async def go(repo: Repository) -> list[dict[str, Any]]:
+        chosen = list(repo.members.values()) if not only else matching(repo.members.values(), only)
         if not chosen:
             raise InputError(f"no member is called {only!r} (`peerbak peers` lists them)")
-        await repo.probe()
-        out = []
+        await repo.probe()  # only once the members asked for are known to exist
+        out: list[dict[str, Any]] = []
         for m in chosen:
             for _ in range(count):
                 if not m.up:
@@ -198,16 +190,16 @@ def challenge(count: int, only: str | None, seed: int | None, as_json: bool) -> 
         return out
 
     rows = repo_call(as_json, go)
-    if as_json:
-        for r in rows:
+    for r in rows:
+        if as_json:
             click.echo(json.dumps(r))
-    else:
-        for r in rows:
+        else:
             click.echo(
                 f"{r['member']}: {r['result']} {r.get('shard', '')} {r['evidence']}".rstrip()
             )
-    if any(r["result"] == "fail" for r in rows):
-        sys.exit(65)
+    failed = sum(r["result"] == "fail" for r in rows)
+    if failed:
+        fail(as_json, ChecksFailed(f"{failed} challenges failed"))
 
 
 @click.command()
@@ -216,22 +208,21 @@ def challenge(count: int, only: str | None, seed: int | None, as_json: bool) -> 
 def repair(limit: str | None, as_json: bool) -> None:
     """Rebuild lost shards onto other members now (the daemon also does this)."""
     from peerbak.core.config import parse_size as config_size
+    from peerbak.services.maintenance import policy_of
     from peerbak.services.repair import RateLimit
     from peerbak.services.repair import repair as run_repair
 
-    home = run(as_json, open_home)
-    per_hour = (
-        parse_size(limit) if limit else config_size(home.config().maintenance.repair_per_hour)
-    )
+    asked = run(as_json, lambda: parse_size(limit)) if limit else None
 
-    async def go(repo: Any) -> dict[str, Any]:
-        await repo.probe()
+    async def go(repo: Repository) -> dict[str, Any]:
+        config = repo.home.config()
+        per_hour = asked if asked is not None else config_size(config.maintenance.repair_per_hour)
         report = await run_repair(
-            repo, _policy(), time.time(), limit=RateLimit(per_hour) if per_hour else None
+            repo, policy_of(config), time.time(), limit=RateLimit(per_hour) if per_hour else None
         )
         return dict(report.__dict__)
 
-    r = repo_call(as_json, go, lock="repair")
+    r = repo_call(as_json, go, lock="repair", probe=True)
     if as_json:
         click.echo(json.dumps(r))
     else:
@@ -243,7 +234,7 @@ def repair(limit: str | None, as_json: bool) -> None:
         for line in r["stuck"]:
             click.echo(f"not repaired: {line}")
     if r["stuck"]:
-        sys.exit(69)
+        fail(as_json, RepairStuck(f"{len(r['stuck'])} packs could not be repaired"))
 
 
 @click.command()
@@ -252,10 +243,7 @@ def undelete(as_json: bool) -> None:
     """Bring back every shard and manifest the members keep in their trash."""
     from peerbak.services.undelete import undelete as run_undelete
 
-    async def go(repo: Any) -> dict[str, Any]:
-        return await run_undelete(repo)
-
-    r = repo_call(as_json, go, lock="undelete")
+    r = repo_call(as_json, run_undelete, lock="undelete")
     if as_json:
         click.echo(json.dumps(r))
         return
@@ -267,20 +255,46 @@ def undelete(as_json: bool) -> None:
 
 
 def _keep_options(fn: Any) -> Any:
-    for name in reversed(_KEEP):
+    for name in reversed(COUNT_RULES):
         fn = click.option(
             f"--keep-{name}",
             type=int,
             default=0,
             help=f"Keep the last N {name} snapshots (-1: all).",
         )(fn)
-    for name in reversed(_WITHIN):
+    for name in reversed(WITHIN_RULES):
         fn = click.option(
             f"--keep-{name}", help="Keep those within this long of the newest, e.g. 1y2m3d4h."
         )(fn)
     return click.option(
         "--keep-tag", multiple=True, help="Keep snapshots with all these tags (a,b)."
     )(fn)
+
+
+def _keep_policy(keep: dict[str, Any]) -> Any:
+    """The ``--keep-*`` options as restic's keep policy."""
+    from peerbak.core.retention import KeepPolicy, parse_duration
+
+    durations = {
+        n.replace("-", "_"): parse_duration(keep[f"keep_{n.replace('-', '_')}"])
+        for n in WITHIN_RULES
+        if keep[f"keep_{n.replace('-', '_')}"]
+    }
+    return KeepPolicy(
+        last=keep["keep_last"],
+        hourly=keep["keep_hourly"],
+        daily=keep["keep_daily"],
+        weekly=keep["keep_weekly"],
+        monthly=keep["keep_monthly"],
+        yearly=keep["keep_yearly"],
+        within=durations.get("within"),
+        within_hourly=durations.get("within_hourly"),
+        within_daily=durations.get("within_daily"),
+        within_weekly=durations.get("within_weekly"),
+        within_monthly=durations.get("within_monthly"),
+        within_yearly=durations.get("within_yearly"),
+        tags=tuple(frozenset(spec.split(",")) for spec in keep["keep_tag"]),
+    )
 
 
 @click.command()
@@ -290,36 +304,12 @@ def _keep_options(fn: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True)
 def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
     """Forget snapshots by restic's keep rules (and prune with --prune)."""
-    from peerbak.core.retention import KeepPolicy, parse_duration
     from peerbak.services.prune import forget as run_forget
     from peerbak.services.prune import prune as run_prune
 
-    def build() -> Any:
-        durations = {
-            n.replace("-", "_"): parse_duration(keep[f"keep_{n.replace('-', '_')}"])
-            for n in _WITHIN
-            if keep[f"keep_{n.replace('-', '_')}"]
-        }
-        return KeepPolicy(
-            last=keep["keep_last"],
-            hourly=keep["keep_hourly"],
-            daily=keep["keep_daily"],
-            weekly=keep["keep_weekly"],
-            monthly=keep["keep_monthly"],
-            yearly=keep["keep_yearly"],
-            within=durations.get("within"),
-            within_hourly=durations.get("within_hourly"),
-            within_daily=durations.get("within_daily"),
-            within_weekly=durations.get("within_weekly"),
-            within_monthly=durations.get("within_monthly"),
-            within_yearly=durations.get("within_yearly"),
-            tags=tuple(frozenset(spec.split(",")) for spec in keep["keep_tag"]),
-        )
+    policy = run(as_json, lambda: _keep_policy(keep))
 
-    policy = run(as_json, build)
-
-    async def go(repo: Any) -> dict[str, Any]:
-        await repo.probe()
+    async def go(repo: Repository) -> dict[str, Any]:
         decisions = await run_forget(repo, policy, dry_run=dry_run)
         pruned = await run_prune(repo) if and_prune and not dry_run else None
         return {
@@ -337,7 +327,7 @@ def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
             "dry_run": dry_run,
         }
 
-    r = repo_call(as_json, go, lock="forget")
+    r = repo_call(as_json, go, lock="forget", probe=True)
     if as_json:
         click.echo(json.dumps(r))
         return
@@ -347,7 +337,7 @@ def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
         f"keep {len(kept)} snapshots",
         ["id", "time", "tags", "reasons"],
         (
-            (s["id"][:8], _when(s["time"]), ",".join(s["tags"]), ", ".join(s["reasons"]))
+            (s["id"][:8], when(s["time"]), ",".join(s["tags"]), ", ".join(s["reasons"]))
             for s in kept
         ),
     )
@@ -357,8 +347,15 @@ def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
         _print_prune(r["prune"])
 
 
-def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+def _share(text: str) -> float:
+    value = text.strip().rstrip("%")
+    try:
+        share = float(value) / 100
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:
+        raise InputError(f"--repack-below wants a share such as 50%, not {text!r}")
+    return share
 
 
 @click.command()
@@ -374,22 +371,10 @@ def prune(dry_run: bool, repack_below: str, as_json: bool) -> None:
     """Delete packs no snapshot uses (to the holders' trash, for their grace period)."""
     from peerbak.services.prune import prune as run_prune
 
-    def share() -> float:
-        text = repack_below.strip().rstrip("%")
-        try:
-            value = float(text) / 100
-        except ValueError:
-            value = -1.0
-        if not 0 <= value <= 1:
-            raise InputError(f"--repack-below wants a share such as 50%, not {repack_below!r}")
-        return value
-
-    below = run(as_json, share)
-
-    async def go(repo: Any) -> dict[str, Any]:
-        return await run_prune(repo, dry_run=dry_run, repack_below=below)
-
-    r = repo_call(as_json, go, lock="prune")
+    below = run(as_json, lambda: _share(repack_below))
+    r = repo_call(
+        as_json, lambda repo: run_prune(repo, dry_run=dry_run, repack_below=below), lock="prune"
+    )
     if as_json:
         click.echo(json.dumps(r))
     else:
@@ -415,50 +400,4 @@ def _print_prune(r: dict[str, Any]) -> None:
         )
 
 
-async def _pool_scenario(repo: Any) -> str:
-    """This pool as a simulator scenario: its members, their observed uptime, its code."""
-    stats = await repo.ledger.member_stats()
-    snaps = await repo.snapshots()
-    latest = max(snaps, key=lambda x: x.time, default=None)
-    if latest is not None:
-        k, n = latest.k, latest.n
-    else:
-        k, n = repo.code().k, repo.code().n
-    lines = [
-        'title = "this pool, as observed"',
-        "[code]",
-        f"k = {k}",
-        f"n = {n}",
-    ]
-    for node, m in repo.members.items():
-        st = stats.get(node)
-        uptime = st.uptime if st is not None and st.uptime is not None else 1.0
-        off = min(23.0, round(24 * (1 - uptime), 2))
-        name = json.dumps(m.name or node.hex()[:12])
-        lines += ["[[members]]", f"name = {name}", f"nightly_off_hours = {off}"]
-    return "\n".join(lines) + "\n"
-
-
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--pool", "on_pool", is_flag=True, help="Simulate this node's own pool.")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def simulate(on_pool: bool, args: tuple[str, ...]) -> None:
-    """Durability of a pool over years: SCENARIO [--runs N] [--sweep] [--plot PNG] [--json].
-
-    SCENARIO is a TOML file or a shipped name (pis-at-home-5, three-friends, vacation,
-    silent-loss, ten-friends-two-in-one-house); --pool uses this pool's members, their
-    observed uptime and its code. Method and figures: docs/durability.md.
-    """
-    from simulations.__main__ import main as simulate_main
-
-    argv = list(args)
-    if on_pool:
-        home = run("--json" in argv, open_home)
-        text = repo_call("--json" in argv, _pool_scenario)
-        path = home.run_dir / "pool-scenario.toml"
-        path.write_text(text)
-        argv.insert(0, str(path))
-    sys.exit(simulate_main(argv))
-
-
-COMMANDS = (status, challenge, repair, undelete, forget, prune, simulate)
+COMMANDS = (status, check, challenge, repair, undelete, forget, prune)

@@ -1,6 +1,8 @@
-"""What every ``peerbak`` command shares: error-to-exit-code mapping, tables, the home.
+"""What every ``peerbak`` command shares: the one error handler, the one way to reach the
+node (home, daemon, repository), sizes, tables.
 
-Kept apart from the commands so that each command module stays small.
+A command parses its options, makes one call through here, renders the result, and
+raises a :class:`~peerbak.core.errors.PeerbakError` for anything that went wrong.
 """
 
 from __future__ import annotations
@@ -8,18 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
 import click
 
-from peerbak.core.errors import ALL_ERRORS, InputError, PeerbakError
+from peerbak.core.errors import ALL_ERRORS, ConfigError, InputError, PeerbakError, Reported
 
 if TYPE_CHECKING:
     from peerbak.adapters.home import Home
+    from peerbak.services.repository import Repository
 
 T = TypeVar("T")
 
@@ -31,19 +33,17 @@ EXIT_INTERRUPTED: Final = 130
 #: Exit code for each error class, from the classes themselves.
 EXIT_CODES: Final[dict[str, int]] = {cls.__name__: cls.exit_code for cls in ALL_ERRORS}
 
-_SIZE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)", re.IGNORECASE)
+#: Seconds a command that writes packs waits for the daemon's repair batch to let go.
+LOCK_WAIT: Final = 600.0
 
 
-def parse_size(text: str) -> int:
-    """``512``, ``64MiB``, ``2G``, ``1.5GiB`` → bytes (powers of 1024)."""
-    match = _SIZE_RE.fullmatch(text.strip())
-    if match is None:
-        raise InputError(f"not a size: {text!r} (try 256MiB or 2GiB)")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
+# --- errors and exit codes ------------------------------------------------------------------
 
 
 def exit_with(exc: BaseException, as_json: bool, debug: bool) -> NoReturn:
+    """The one place an error becomes a line on stderr and an exit status."""
+    if isinstance(exc, Reported):
+        sys.exit(exc.exit_code)  # the command's own output already told what went wrong
     if isinstance(exc, PeerbakError):
         code, name, message = exc.exit_code, type(exc).__name__, str(exc)
     elif isinstance(exc, KeyboardInterrupt):
@@ -63,16 +63,171 @@ def exit_with(exc: BaseException, as_json: bool, debug: bool) -> NoReturn:
     sys.exit(code)
 
 
+def _debug() -> bool:
+    return bool(click.get_current_context().find_root().params.get("debug"))
+
+
 def run(as_json: bool, fn: Callable[[], T]) -> T:
     """Call a service; turn its errors into one clear line and an exit code."""
-    ctx = click.get_current_context()
-    debug = bool(ctx.find_root().params.get("debug"))
     try:
         return fn()
     except click.exceptions.Exit:
         raise
     except (Exception, KeyboardInterrupt) as exc:
-        exit_with(exc, as_json, debug)
+        exit_with(exc, as_json, _debug())
+
+
+def fail(as_json: bool, error: PeerbakError) -> NoReturn:
+    """End a command that has printed its output with ``error``'s exit code."""
+    exit_with(error, as_json, _debug())
+
+
+def parse_size(text: str) -> int:
+    """``512``, ``64MiB``, ``2G``, ``1.5GiB`` → bytes (powers of 1024), as in the config."""
+    from peerbak.core.config import parse_size as size_of
+
+    try:
+        return size_of(text)
+    except InputError:
+        raise InputError(f"not a size: {text!r} (try 256MiB or 2GiB)") from None
+
+
+def parse_pairs(text: str) -> list[tuple[int, int]]:
+    """``3/5,2/3`` → ``[(3, 5), (2, 3)]``: erasure codes, k of n shards."""
+    pairs = []
+    for item in text.split(","):
+        k, sep, n = item.strip().partition("/")
+        if not (sep and k.isdigit() and n.isdigit()):
+            raise InputError(f"not a k/n pair: {item!r} (try 3/5)")
+        pairs.append((int(k), int(n)))
+    return pairs
+
+
+# --- the node: home, daemon, repository -----------------------------------------------------
+
+
+def home_path() -> Path:
+    from peerbak.adapters.home import locate
+
+    return locate(click.get_current_context().find_root().obj)
+
+
+def open_home() -> Home:
+    from peerbak.adapters.home import Home
+
+    return Home.open(home_path())
+
+
+def home_call(as_json: bool, fn: Callable[[Home], Awaitable[T]]) -> T:
+    """Open the node's home and run the service ``fn(home)`` to its end."""
+    return run(as_json, lambda: asyncio.run(_awaited(fn(open_home()))))
+
+
+async def _awaited(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+def ask_daemon(request: dict[str, Any], home: Home | None = None) -> dict[str, Any]:
+    """One request to the running daemon over its control socket."""
+    from peerbak.adapters.control import DaemonNotRunning, call
+    from peerbak.adapters.ledger import check_file
+
+    home = home or open_home()
+    try:
+        return call(home.control_socket, request)
+    except DaemonNotRunning:
+        # A daemon that cannot start because its ledger is damaged: say that instead.
+        if home.ledger_path.exists():
+            check_file(home.ledger_path)
+        raise
+
+
+async def _session(
+    home: Home,
+    fn: Callable[[Repository], Awaitable[T]],
+    *,
+    lock: str | None,
+    probe: bool,
+    no_pool: Callable[[], T] | None = None,
+) -> T:
+    from peerbak.node.compose import open_repository
+
+    with home.lock(lock, wait=LOCK_WAIT) if lock else contextlib.nullcontext():
+        try:
+            repo = await open_repository(home)
+        except ConfigError:
+            if no_pool is None:
+                raise
+            return no_pool()
+        async with repo:
+            if probe:
+                await repo.probe()
+            return await fn(repo)
+
+
+def repo_call(
+    as_json: bool,
+    fn: Callable[[Repository], Awaitable[T]],
+    *,
+    lock: str | None = None,
+    probe: bool = False,
+    home: Home | None = None,
+) -> T:
+    """The way a command reaches its backups: open the home, take the writers' lock (as
+    ``lock``, if given), open the repository, probe the members (if ``probe``), run
+    ``fn(repo)``, close everything; errors end the command with their exit code."""
+
+    def go() -> T:
+        node = home or open_home()
+        return asyncio.run(_session(node, fn, lock=lock, probe=probe))
+
+    return run(as_json, go)
+
+
+def pool_call(
+    as_json: bool, fn: Callable[[Repository], Awaitable[T]], *, home: Home | None = None
+) -> T | None:
+    """:func:`repo_call` for reports: a node in no pool yet (or whose repository cannot be
+    opened for its configuration) has nothing to report on, and gets None."""
+
+    def go() -> T | None:
+        node = home or open_home()
+        return asyncio.run(_session(node, fn, lock=None, probe=False, no_pool=lambda: None))
+
+    return run(as_json, go)
+
+
+async def health(repo: Repository) -> dict[str, Any]:
+    """The pool's health as ``status`` and ``peers`` show it, by this node's policy."""
+    import time
+
+    from peerbak.services.maintenance import policy_of
+    from peerbak.services.status import pool_health
+
+    return await pool_health(repo, policy_of(repo.home.config()), time.time())
+
+
+class Named(Protocol):
+    """A member as :func:`matching` picks it: by name or by node id."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def node(self) -> bytes: ...
+
+
+M = TypeVar("M", bound=Named)
+
+
+def matching(members: Iterable[M], text: str) -> list[M]:
+    """Members called ``text``; failing that, those whose id starts with it. A name wins
+    over an id prefix: a member named ``f1`` is meant even if some id begins ``f1``."""
+    found = list(members)
+    named = [m for m in found if m.name == text]
+    return named or [m for m in found if m.node.hex().startswith(text.lower())]
+
+
+# --- output ---------------------------------------------------------------------------------
 
 
 def json_rows(as_json: bool, rows: list[dict[str, Any]]) -> bool:
@@ -100,19 +255,7 @@ def emit_table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) ->
     console.print(table)
 
 
-def home_path() -> Path:
-    from peerbak.adapters.home import locate
-
-    return locate(click.get_current_context().find_root().obj)
-
-
-def open_home() -> Home:
-    from peerbak.adapters.home import Home
-
-    return Home.open(home_path())
-
-
-def emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+def emit(as_json: bool, data: Any, text: str) -> None:
     click.echo(json.dumps(data) if as_json else text)
 
 
@@ -128,26 +271,16 @@ def time_ago(when: float | None) -> str:
     return f"{seconds:.0f} s ago"
 
 
+def when(t: float) -> str:
+    """A snapshot's time as the tables show it (local time)."""
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
 def human_size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024  # type: ignore[assignment]
     return str(n)
-
-
-def repo_call(
-    as_json: bool, fn: Callable[[Any], Any], *, lock: str = "", wait: float = 600.0
-) -> Any:
-    """The one way a command reaches its pool: open the home, take the writer's lock
-    if ``lock`` names the writer, open the repository, run ``fn(repo)`` (a coroutine),
-    close it."""
-    from peerbak.node.compose import open_repository
-
-    async def go() -> Any:
-        home = open_home()
-        with home.lock(lock, wait=wait) if lock else contextlib.nullcontext():
-            async with await open_repository(home) as repo:
-                return await fn(repo)
-
-    return run(as_json, lambda: asyncio.run(go()))

@@ -211,15 +211,50 @@ def _check(config: Config, text: str, source: str) -> None:
             raise _fail(source, text, ["storage", "lend_to", member], str(exc)) from None
 
 
-def default_config_text(name: str, port: int) -> str:
-    """The commented config that ``peerbak init`` writes."""
+#: TOML's short escapes; every other control character is written as ``\uXXXX``.
+_TOML_ESCAPES: Final = {
+    "\\": "\\\\",
+    '"': '\\"',
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string, read back by any TOML parser as ``text``.
+
+    JSON's quoting is close but not the same: TOML forbids a raw DEL (U+007F) too.
+    """
+    out = []
+    for char in text:
+        if char in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[char])
+        elif char < " " or char == "\x7f":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def default_config_text(
+    name: str,
+    port: int,
+    *,
+    listen: str = "0.0.0.0",  # noqa: S104 - a node serves its friends on every interface
+    lan: bool = True,
+) -> str:
+    """The commented config that ``peerbak init`` writes, with the values given rendered
+    into it: users edit this file, so it is a template with comments, not a dump."""
     return f"""# peerbak node configuration (TOML). Sizes: bytes or text such as "500GiB".
 
 [node]
 # How friends see this node.
-name = {msgspec.json.encode(name).decode()}
+name = {toml_string(name)}
 # Address and port of the SSH server friends connect to (port 0: chosen by the OS).
-listen = "0.0.0.0"
+listen = {toml_string(listen)}
 port = {int(port)}
 # Addresses friends should dial ("host:port"), e.g. your router's forwarded port.
 # Empty: this machine's own addresses.
@@ -244,7 +279,7 @@ keep_manifest_bytes = "256MiB"
 
 [discovery]
 # Find members on the local network (mDNS). Only updates addresses of known members.
-lan = true
+lan = {"true" if lan else "false"}
 
 [maintenance]
 # The daemon challenges holders, reads shards back and repairs on its own.

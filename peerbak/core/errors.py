@@ -131,6 +131,54 @@ class Locked(PeerbakError):
     code = "locked"
 
 
+class DaemonUnavailable(PeerUnavailable):
+    """This node's own daemon did not answer: meanwhile nothing is challenged or repaired."""
+
+    code = "daemon-unavailable"
+
+
+class Reported(PeerbakError):
+    """A command finished, and its own output already says what went wrong: only the
+    exit code is left to give. The CLI prints nothing more for it (``silent``), so a
+    failure is never told twice and the command's output stays what scripts parse."""
+
+    silent: ClassVar[bool] = True
+    code = "reported"
+
+
+class PartialBackup(Reported):
+    """The snapshot was saved, but some source files could not be read (each was warned of)."""
+
+    exit_code = 3
+    code = "partial-backup"
+
+
+class ChecksFailed(Reported):
+    """A check or a storage challenge found data missing or damaged (each is listed)."""
+
+    exit_code = 65
+    code = "checks-failed"
+
+
+class RepairStuck(Reported):
+    """Some packs could not be repaired: too few good shards could be had (each is listed)."""
+
+    exit_code = 69
+    code = "repair-stuck"
+
+
+class PartialRestore(Reported):
+    """Some files could not be restored (each error is listed). The exit code is that of
+    the error that stopped them, so scripts see the same code as for that error alone."""
+
+    code = "partial-restore"
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        # Per instance: the code of the failure behind it, known only at run time.
+        self.exit_code = exit_code  # type: ignore[misc]
+
+
 #: Every error class, for the exit-code table in the CLI and its documentation.
 ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     PeerbakError,

@@ -112,9 +112,7 @@ async def recover(
     if (root / "node.secret").exists():
         raise ConfigError(f"a node already exists at {root}: recover into a new home")
     member, roster, first = await _trusted(keys, address, timeout)
-    text = default_config_text(name, port).replace('listen = "0.0.0.0"', f'listen = "{listen}"')
-    if not lan:
-        text = text.replace("lan = true", "lan = false")
+    text = default_config_text(name, port, listen=listen, lan=lan)
     # Built beside its final place and renamed into it once whole: a recovery that
     # fails half way leaves no half-made node (and can simply be run again).
     if root.exists() and (not root.is_dir() or any(root.iterdir())):

@@ -9,9 +9,17 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from peerbak.cli.kit import EXIT_CODES, emit_table, parse_size
+from peerbak.cli.kit import EXIT_CODES, emit_table, exit_with, parse_size
 from peerbak.cli.main import cli
-from peerbak.core.errors import InputError
+from peerbak.core.errors import (
+    ChecksFailed,
+    DaemonUnavailable,
+    InputError,
+    PartialBackup,
+    PartialRestore,
+    PeerbakError,
+    RepairStuck,
+)
 
 
 def _run(*args: str) -> tuple[int, str, str]:
@@ -129,13 +137,60 @@ def test_a_member_name_wins_over_an_id_prefix() -> None:
     """`peers trust f1` means the member named f1, even when another's id starts f1."""
     from types import SimpleNamespace
 
-    from peerbak.cli.care import _matching
+    from peerbak.cli.kit import matching
 
     named = SimpleNamespace(name="f1", node=bytes.fromhex("0a" * 16))
     hexed = SimpleNamespace(name="f2", node=bytes.fromhex("f1" + "00" * 15))
     other = SimpleNamespace(name="f3", node=bytes.fromhex("f1aa" + "00" * 14))
     members = [hexed, named, other]
-    assert _matching(members, "f1") == [named]
-    assert _matching(members, "F1AA") == [other]
-    assert _matching(members, "f1a") == [other]
-    assert _matching(members, "zz") == []
+    assert matching(members, "f1") == [named]
+    assert matching(members, "F1AA") == [other]
+    assert matching(members, "f1a") == [other]
+    assert matching(members, "zz") == []
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (PartialBackup("2 source files could not be read"), 3),
+        (ChecksFailed("errors were found"), 65),
+        (RepairStuck("1 packs could not be repaired"), 69),
+        (PartialRestore("some files were not restored", exit_code=69), 69),
+        (PartialRestore("some files were not restored", exit_code=74), 74),
+    ],
+)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_failure_the_output_already_lists_only_sets_the_exit_code(
+    error: PeerbakError, code: int, as_json: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        exit_with(error, as_json=as_json, debug=True)
+    assert exited.value.code == code
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_daemon_that_is_down_is_one_line_or_one_json_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    error = DaemonUnavailable("the node's daemon is not running (meanwhile nothing is ...)")
+    with pytest.raises(SystemExit) as exited:
+        exit_with(error, as_json=False, debug=False)
+    assert exited.value.code == EXIT_CODES["PeerUnavailable"] == 75
+    assert capsys.readouterr().err == f"peerbak: {error}\n"
+    with pytest.raises(SystemExit):
+        exit_with(error, as_json=True, debug=False)
+    assert json.loads(capsys.readouterr().err) == {
+        "message_type": "exit_error",
+        "code": 75,
+        "error": "DaemonUnavailable",
+        "message": str(error),
+    }
+
+
+def test_sizes_on_the_command_line_read_as_in_the_config() -> None:
+    from peerbak.core.config import parse_size as config_size
+
+    for text in ("512", "64MiB", "2G", "1.5GiB", "4 k", "1p"):
+        assert parse_size(text) == config_size(text)
+    with pytest.raises(InputError, match=r"try 256MiB or 2GiB"):
+        parse_size("lots")

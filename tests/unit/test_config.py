@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from peerbak.core.config import default_config_text, parse_config, parse_size
+from peerbak.core.config import default_config_text, parse_config, parse_size, toml_string
 from peerbak.core.errors import ConfigError, InputError
 from peerbak.core.ids import NodeId
 
@@ -22,6 +25,29 @@ def test_default_text_round_trips() -> None:
     assert config.storage.lend == 50 << 30
     assert config.storage.reserve_free == 5 << 30
     assert config.discovery.lan is True
+
+
+@pytest.mark.parametrize(
+    ("name", "port", "listen", "lan"),
+    [
+        ("", 0, "127.0.0.1", False),
+        ('Al "the" \\ back\tup', 65535, "::1", True),
+        ("rené\u2028\x7f\x00", 7421, "backup.example.org", False),
+    ],
+)
+def test_init_values_round_trip(name: str, port: int, listen: str, lan: bool) -> None:
+    text = default_config_text(name, port, listen=listen, lan=lan)
+    node = parse_config(text).node
+    assert (node.name, node.port, node.listen) == (name, port, listen)
+    assert parse_config(text).discovery.lan is lan
+    # Only the rendered values differ from the defaults: every comment is kept.
+    comments = [line for line in TEXT.splitlines() if line.startswith("#")]
+    assert [line for line in text.splitlines() if line.startswith("#")] == comments
+
+
+@given(st.text())
+def test_any_text_is_a_toml_string(text: str) -> None:
+    assert msgspec.toml.decode(f"v = {toml_string(text)}") == {"v": text}
 
 
 def test_empty_config_is_all_defaults() -> None:

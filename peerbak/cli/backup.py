@@ -1,0 +1,330 @@
+"""Making and reading backups: ``backup``, ``snapshots``, ``ls``, ``restore`` and ``stats``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from peerbak.cli.kit import (
+    emit_table,
+    fail,
+    human_size,
+    parse_pairs,
+    parse_size,
+    repo_call,
+    run,
+    when,
+)
+from peerbak.core.errors import InputError, PartialBackup, PartialRestore
+
+if TYPE_CHECKING:
+    from peerbak.services.repository import Repository
+
+
+def _shards(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    pairs = parse_pairs(text)
+    if len(pairs) != 1:
+        raise InputError(f"--shards takes one k/n pair (like 3/5), not {text!r}")
+    return pairs[0]
+
+
+def _pack_size(text: str | None) -> int:
+    if text is None:
+        return 16 << 20
+    size = parse_size(text)
+    if not 64 << 10 <= size <= 16 << 20:
+        raise InputError(f"--pack-size must be between 64KiB and 16MiB, not {text}")
+    return size
+
+
+class _Progress:
+    """restic's progress: a line on a terminal, JSON status lines under --json."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.tty = sys.stderr.isatty() and not as_json
+        self.shown = False
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        if self.as_json:
+            click.echo(json.dumps(status))
+            return
+        if not self.tty:
+            return
+        elapsed = max(status["seconds_elapsed"], 1e-9)
+        done, total = status["bytes_done"], status.get("total_bytes") or 0
+        rate = status["bytes_read"] / elapsed
+        eta = ""
+        if total and rate > 0 and status.get("scan_finished"):
+            left = max(0, total - done) / max(done / elapsed, 1)
+            eta = f"  ETA {_clock(left)}"
+        files = f"{status['files_done']}" + (
+            f"/{status['total_files']}" if status.get("total_files") else ""
+        )
+        of = f" / {human_size(total)}" if total else ""
+        line = (
+            f"[{_clock(elapsed)}] {files} files  {human_size(done)}{of}  "
+            f"{rate / 1e6:.0f} MB/s{eta}  {status['errors']} errors"
+        )
+        click.echo("\r" + line[:150].ljust(100), nl=False, err=True)
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("-e", "--exclude", multiple=True, help="Gitignore-style pattern to leave out.")
+@click.option(
+    "--exclude-file",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="File of exclude patterns, one per line.",
+)
+@click.option("-x", "--one-file-system", is_flag=True, help="Do not cross mount points.")
+@click.option("--tag", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option("-n", "--dry-run", is_flag=True, help="Read and chunk, store nothing.")
+@click.option("--shards", help="k/n, e.g. 3/5 (default: from the pool's size).")
+@click.option("--pack-size", help="Target size of data packs (default 16MiB; 64KiB..16MiB).")
+@click.option("--json", "as_json", is_flag=True, help="Status and summary as JSON lines.")
+def backup(
+    paths: tuple[str, ...],
+    exclude: tuple[str, ...],
+    exclude_file: tuple[str, ...],
+    one_file_system: bool,
+    tag: tuple[str, ...],
+    dry_run: bool,
+    shards: str | None,
+    pack_size: str | None,
+    as_json: bool,
+) -> None:
+    """Back PATHS up to the pool: encrypted, erasure-coded, spread over members."""
+    from peerbak.services.backup import run_backup
+
+    progress = _Progress(as_json)
+
+    def warn(message: str) -> None:
+        if as_json:
+            click.echo(json.dumps({"message_type": "error", "error": message}))
+        else:
+            click.echo(("\n" if progress.shown else "") + f"warning: {message}", err=True)
+
+    def options() -> dict[str, Any]:
+        patterns = list(exclude)
+        for name in exclude_file:
+            try:
+                patterns += Path(name).read_text().splitlines()
+            except OSError as exc:
+                raise InputError(f"cannot read exclude file {name}: {exc.strerror}") from None
+        return {
+            "excludes": patterns,
+            "one_file_system": one_file_system,
+            "tags": list(tag),
+            "dry_run": dry_run,
+            "code": _shards(shards),
+            "pack_size": _pack_size(pack_size),
+        }
+
+    chosen = run(as_json, options)
+
+    async def go(repo: Repository) -> dict[str, Any]:
+        return await run_backup(
+            repo,
+            [Path(p) for p in paths],
+            on_status=progress if as_json or progress.tty else None,
+            warn=warn,
+            **chosen,
+        )
+
+    try:
+        summary = repo_call(as_json, go, lock="backup")
+    finally:
+        progress.done()
+    summary.pop("warnings", None)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        s = summary
+        click.echo(
+            f"Files: {s['files_new']} new, {s['files_changed']} changed, "
+            f"{s['files_unmodified']} unmodified\n"
+            f"Dirs: {s['dirs']}\n"
+            f"Added to the pool: {human_size(s['data_added'])} new data, "
+            f"{human_size(s['stored_added'])} stored with redundancy ({s['k']}-of-{s['n']}, "
+            f"{s['packs_added']} packs)\n"
+            f"Processed {s['total_files_processed']} files, "
+            f"{human_size(s['total_bytes_processed'])} in {_clock(s['total_duration'])}\n"
+            + (
+                "Dry run: nothing was stored."
+                if s["dry_run"]
+                else f"snapshot {s['snapshot_id'][:8]} saved "
+                f"(manifest on {s['manifest_copies']} of {s['members']} members)"
+            )
+        )
+    if summary["errors"]:
+        fail(as_json, PartialBackup(f"{summary['errors']} source files could not be read"))
+
+
+@click.command()
+@click.option("--tag", multiple=True, help="Only snapshots with this tag.")
+@click.option("--json", "as_json", is_flag=True)
+def snapshots(tag: tuple[str, ...], as_json: bool) -> None:
+    """List this node's snapshots."""
+
+    async def go(repo: Repository) -> list[dict[str, Any]]:
+        return [
+            _snapshot_row(s) for s in await repo.snapshots() if not tag or set(tag) & set(s.tags)
+        ]
+
+    rows = repo_call(as_json, go)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    emit_table(
+        f"{len(rows)} snapshots",
+        ["id", "time", "host", "tags", "paths", "files", "size", "k/n"],
+        (
+            (
+                r["short_id"],
+                when(r["time"]),
+                r["hostname"],
+                ",".join(r["tags"]),
+                "\n".join(r["paths"]),
+                r["summary"]["total_files"],
+                human_size(r["summary"]["total_bytes"]),
+                f"{r['k']}/{r['n']}",
+            )
+            for r in rows
+        ),
+    )
+
+
+def _snapshot_row(s: Any) -> dict[str, Any]:
+    import msgspec
+
+    return {
+        "id": s.id.hex(),
+        "short_id": s.short,
+        "time": s.time,
+        "hostname": s.hostname,
+        "paths": s.paths,
+        "tags": s.tags,
+        "tree": s.tree.hex(),
+        "parent": s.parent.hex(),
+        "k": s.k,
+        "n": s.n,
+        "summary": msgspec.structs.asdict(s.summary),
+    }
+
+
+@click.command()
+@click.argument("snapshot")
+@click.argument("path", required=False, default="/")
+@click.option("-l", "--long", "long_", is_flag=True, help="Mode, size and time too.")
+@click.option("--json", "as_json", is_flag=True)
+def ls(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
+    """List the files of SNAPSHOT (below PATH)."""
+    from peerbak.services.restore import list_tree
+
+    async def go(repo: Repository) -> list[dict[str, Any]]:
+        snap = await repo.find_snapshot(snapshot)
+        return [row async for row in list_tree(repo, snap, path)]
+
+    rows = repo_call(as_json, go)
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row))
+        elif long_:
+            click.echo(f"{row['permissions']} {row['size']:>12} {row['mtime_text']} {row['path']}")
+        else:
+            click.echo(row["path"])
+
+
+@click.command()
+@click.argument("snapshot")
+@click.option("-t", "--target", required=True, type=click.Path(file_okay=False))
+@click.option("-i", "--include", multiple=True, help="Only paths matching (gitignore style).")
+@click.option("--json", "as_json", is_flag=True)
+def restore(snapshot: str, target: str, include: tuple[str, ...], as_json: bool) -> None:
+    """Restore SNAPSHOT (an id prefix, or latest) into --target DIR."""
+    from peerbak.services.restore import run_restore
+
+    summary = repo_call(
+        as_json, lambda repo: run_restore(repo, snapshot, Path(target), list(include) or None)
+    )
+    code = summary.pop("exit_code")
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        served = ", ".join(f"{k} ({v} shards)" for k, v in summary["served_by"].items())
+        text = (
+            f"Restored snapshot {summary['snapshot_id'][:8]} to {summary['target']}: "
+            f"{summary['files_restored']} files, {human_size(summary['bytes_restored'])} in "
+            f"{summary['total_duration']:.1f} s ({summary['mb_per_s']} MB/s)\n"
+            f"Served by: {served}"
+        )
+        for name, why in summary["down"].items():
+            text += f"\nUnreachable: {name} ({why})"
+        click.echo(text)
+        for error in summary["errors"]:
+            click.echo(f"{'error' if code else 'warning'}: {error}", err=True)
+    if code:
+        fail(as_json, PartialRestore("some files were not restored", exit_code=code))
+
+
+@click.command()
+@click.argument("snapshot", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def stats(snapshot: str | None, as_json: bool) -> None:
+    """Sizes: logical, deduplicated, stored with redundancy; per snapshot and member."""
+    from peerbak.services.stats import run_stats
+
+    info = repo_call(as_json, lambda repo: run_stats(repo, snapshot))
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    what = (
+        f"snapshot {info['snapshot'][:8]}"
+        if info["snapshot"]
+        else (f"all {info['snapshots']} snapshots")
+    )
+    click.echo(
+        f"{what}: {info['files']} files\n"
+        f"  logical size:        {human_size(info['logical_bytes'])}\n"
+        f"  deduplicated:        {human_size(info['deduplicated_bytes'])}\n"
+        f"  stored (redundancy): {human_size(info['stored_bytes'])}"
+    )
+    emit_table(
+        "added by each snapshot",
+        ["snapshot", "new data", "stored", "packs"],
+        (
+            (
+                r["snapshot"][:8],
+                human_size(r["data_added"]),
+                human_size(r["stored_added"]),
+                r["packs_added"],
+            )
+            for r in info["added_by_snapshot"]
+        ),
+    )
+    emit_table(
+        "held by each member",
+        ["member", "name", "shards", "bytes"],
+        ((m["node"][:12], m["name"], m["shards"], human_size(m["bytes"])) for m in info["members"]),
+    )
+
+
+COMMANDS = (backup, snapshots, ls, restore, stats)
