@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from peerbak.cli.kit import emit, home_call, home_path, run
 from peerbak.core.errors import InputError
 
 if TYPE_CHECKING:
-    from peerbak.adapters.home import Home
+    pass
 
 
 @click.command()
@@ -24,7 +23,9 @@ if TYPE_CHECKING:
 @click.option("--json", "as_json", is_flag=True)
 def init(name: str, port: int, listen: str, no_lan: bool, as_json: bool) -> None:
     """Create a node: its secret, config and ledger. Shows the recovery key once."""
-    info = run(as_json, lambda: _create(name, port, listen, not no_lan))
+    from peerbak.node.compose import create_node
+
+    info = run(as_json, lambda: create_node(home_path(), name, port, listen=listen, lan=not no_lan))
     emit(
         as_json,
         info,
@@ -35,38 +36,6 @@ def init(name: str, port: int, listen: str, no_lan: bool, as_json: bool) -> None
         "one friend's address you can get everything back if this machine is lost.\n"
         "Next: `peerbak daemon`, then `peerbak invite` (start a pool) or `peerbak join TOKEN`.",
     )
-
-
-def _create(name: str, port: int, listen: str, lan: bool) -> dict[str, Any]:
-    """A new home with a fresh secret, its config, an empty ledger and the recovery kit."""
-    from peerbak.adapters.home import Home
-    from peerbak.adapters.transport import fingerprint
-    from peerbak.core import pool as pool_mod
-    from peerbak.core.config import default_config_text
-    from peerbak.core.crypto import NodeKeys
-    from peerbak.core.textcode import encode_recovery_key
-
-    secret = os.urandom(32)
-    keys = NodeKeys.derive(secret)
-    text = default_config_text(name, port, listen=listen, lan=lan)
-    home = Home.create(home_path(), secret, text)
-    asyncio.run(_init_ledger(home))
-    key_text = encode_recovery_key(secret)
-    txt, png = home.write_recovery_kit(key_text, keys.node_id, name)
-    return {
-        "home": str(home.root),
-        "node": keys.node_id.hex(),
-        "ssh_key_fingerprint": fingerprint(pool_mod.ssh_public_key(keys)),
-        "recovery_key": key_text,
-        "recovery_kit": [str(txt), str(png)],
-    }
-
-
-async def _init_ledger(home: Home) -> None:
-    from peerbak.adapters.ledger import Ledger
-
-    ledger = await Ledger.open(home.ledger_path, create=True)
-    await ledger.close()
 
 
 @click.command()

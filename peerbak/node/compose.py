@@ -1,5 +1,5 @@
-"""The composition root for one command: the adapters a repository needs, built from
-the node's home and handed in.
+"""The composition root for one command: a node made (``init``), and the adapters a
+repository needs, built from the node's home and handed in.
 
 A backup or restore runs in the CLI's own process (so killing it never takes the
 holder service down) and talks to members over SSH with the node's own key, as the
@@ -8,18 +8,24 @@ daemon does.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from peerbak.adapters import transport
 from peerbak.adapters.home import Home
 from peerbak.adapters.ledger import Ledger
 from peerbak.adapters.link import PeerLink
 from peerbak.core import pool
-from peerbak.core.crypto import NodeKeys
+from peerbak.core.config import default_config_text
+from peerbak.core.crypto import NodeKeys, RandomBytes
 from peerbak.core.errors import ConfigError
 from peerbak.core.ids import NodeId
+from peerbak.core.textcode import encode_recovery_key
 from peerbak.services.repository import Repository
 
 
@@ -61,3 +67,33 @@ async def open_repository(
         clock=clock,
         hostname=socket.gethostname()[:255],
     )
+
+
+def create_node(
+    root: Path,
+    name: str,
+    port: int,
+    *,
+    listen: str = "0.0.0.0",  # noqa: S104
+    lan: bool = True,
+    random_bytes: RandomBytes = os.urandom,
+) -> dict[str, Any]:
+    """A new home with a fresh secret, its config, an empty ledger and the recovery kit."""
+    secret = random_bytes(32)
+    keys = NodeKeys.derive(secret)
+    home = Home.create(root, secret, default_config_text(name, port, listen=listen, lan=lan))
+    asyncio.run(_empty_ledger(home))
+    key_text = encode_recovery_key(secret)
+    txt, png = home.write_recovery_kit(key_text, keys.node_id, name)
+    return {
+        "home": str(home.root),
+        "node": keys.node_id.hex(),
+        "ssh_key_fingerprint": transport.fingerprint(pool.ssh_public_key(keys)),
+        "recovery_key": key_text,
+        "recovery_kit": [str(txt), str(png)],
+    }
+
+
+async def _empty_ledger(home: Home) -> None:
+    ledger = await Ledger.open(home.ledger_path, create=True)
+    await ledger.close()
