@@ -191,6 +191,7 @@ class MemoryPool:
                 False,
             )
             self.roster.apply(self.roster.admit(owner, record))
+        self._stores: dict[tuple[bytes, bytes], DirectoryShareStore] = {}
         self.lend = {bytes(k.node_id): lend for k in self.keys[1:]}
         self.free = {bytes(k.node_id): PLENTY for k in self.keys[1:]}
         self.members: dict[bytes, MemoryMember] = {}
@@ -217,11 +218,18 @@ class MemoryPool:
         )
 
     def store(self, node: bytes, owner: NodeId | None = None) -> DirectoryShareStore:
-        """Member ``node``'s store of the owner's shards (its files are the test's to damage)."""
+        """Member ``node``'s store of the owner's shards (its files are the test's to damage).
+
+        One per member and owner, opened once as the daemon opens it: opening a store
+        sweeps its unfinished writes, so a store per request would sweep a put in flight.
+        """
         owner = owner or self.owner.node_id
-        return DirectoryShareStore(
-            self.root / "members" / node.hex()[:12] / "held" / owner.hex(), durable=False
-        )
+        key = (node, bytes(owner))
+        store = self._stores.get(key)
+        if store is None:
+            root = self.root / "members" / node.hex()[:12] / "held" / owner.hex()
+            store = self._stores[key] = DirectoryShareStore(root, durable=False)
+        return store
 
     def member(self, i: int) -> MemoryMember:
         """The i-th member, counted from 1 as their names are."""
