@@ -22,9 +22,11 @@ from unittest import mock
 
 from peerbak.adapters.store import DirectoryShareStore
 from peerbak.core import objects
+from peerbak.core.health import DAY
 from peerbak.core.ids import NodeId, PackId, ShardKey
-from peerbak.core.objects import Entry
+from peerbak.core.objects import Entry, Snapshot, Tree
 from peerbak.core.pack import PackRecord
+from peerbak.services.backup import run_backup
 from peerbak.services.repository import Repository
 from peerbak.services.restore import Restorer, run_restore
 from peerbak.tools.mempool import MemoryPool
@@ -64,6 +66,43 @@ def write_files(folder: Path, prefix: str, count: int, seed: int, size: int = 40
     rnd = random.Random(seed)
     for i in range(count):
         (folder / f"{prefix}-{i:02}.bin").write_bytes(rnd.randbytes(size + i))
+
+
+Made = list[tuple[str, dict[str, tuple[object, ...]]]]
+
+
+async def history(repo: Repository, mempool: MemoryPool, src: Path, count: int = 3) -> Made:
+    """``count`` 2-of-4 backups of ``src`` a day apart: eight files first, then each
+    day two of the first eight go and two new ones come. Returns each snapshot's id
+    and what ``src`` held then."""
+    made: Made = []
+    write_files(src, "base", 8, seed=1)
+    for day in range(count):
+        if day:
+            mempool.clock.advance(DAY)
+            for i in (2 * day - 2, 2 * day - 1):
+                (src / f"base-{i:02}.bin").unlink()
+            write_files(src, f"day{day}", 2, seed=10 + day)
+        out = await run_backup(repo, [src], code=(2, 4), pack_size=64 << 10)
+        made.append((str(out["snapshot_id"]), describe(src)))
+    return made
+
+
+async def used_ids(repo: Repository, snaps: list[Snapshot]) -> set[bytes]:
+    """Every tree and chunk id the snapshots reach (a walk of their trees)."""
+    seen: set[bytes] = set()
+    stack = [bytes(s.tree) for s in snaps]
+    while stack:
+        tree_id = stack.pop()
+        if tree_id in seen:
+            continue
+        seen.add(tree_id)
+        tree = objects.decode(await repo.read_blob(tree_id), Tree, "tree")
+        for entry in tree.entries:
+            if entry.subtree:
+                stack.append(bytes(entry.subtree))
+            seen.update(bytes(c) for c in entry.chunks)
+    return seen
 
 
 def node(mempool: MemoryPool, i: int) -> bytes:
