@@ -302,14 +302,14 @@ async def test_prune_with_a_member_down_deletes_the_rest_when_it_answers(
     await _restores(repo, made, src, tmp_path / "m1-down", made[-1][0])
 
     mempool.member(1).up = True
-    index = _index_packs(await care.packs(repo))  # written while m1 was away
+    index_packs = _index_packs(await care.packs(repo))  # written while m1 was away
     report = await prune(repo)
-    assert report["packs_unused"] == len(index)
-    assert report["packs_deleted"] == len(waiting) + len(index)
+    assert report["packs_unused"] == len(index_packs)
+    assert report["packs_deleted"] == len(waiting) + len(index_packs)
     assert await repo.ledger.sealed_packs() == []
     for pack_id in waiting:
-        index = next(i for i, h in before[pack_id][1].items() if h == m1)
-        assert care.key(pack_id, index) in care.trash(mempool, m1)
+        on_m1 = next(i for i, h in before[pack_id][1].items() if h == m1)
+        assert care.key(pack_id, on_m1) in care.trash(mempool, m1)
     await _assert_disks_match_the_ledger(repo, mempool)
 
 
