@@ -147,8 +147,9 @@ async def rows(repo: Repository) -> dict[bytes, list[tuple[int, bytes, bool, str
 
 def _finish_empty_files(self: Restorer) -> None:
     for ident, path, raw in list(self._plan.empty_files()):
-        if not objects.decode(raw, Entry, "entry").content:
-            self._finish(ident, path, objects.decode(raw, Entry, "entry"))
+        entry = objects.decode(raw, Entry, "entry")
+        if not entry.content:  # else a pack finished it already
+            self._finish(ident, path, entry)
 
 
 async def restore(repo: Repository, ref: str, target: Path, src: Path) -> dict[str, Any]:
