@@ -277,11 +277,10 @@ def seal_manifest(
     return blob
 
 
-def manifest_header(blob: bytes) -> tuple[bytes, int]:
-    """(owner, sequence) of an envelope whose signature checks, else IntegrityError.
-
-    What a holder checks before keeping an owner's manifest; it cannot read the rest.
-    """
+def manifest_sequence(blob: bytes) -> tuple[bytes, int]:
+    """(owner, sequence) an envelope claims, its signature not checked: enough to step past
+    a damaged manifest in a member's trash, never to trust one. IntegrityError if it is
+    not even shaped like a manifest."""
     if not _ENVELOPE.size + crypto.NONCE_LEN + 16 + SIG_LEN <= len(blob) <= MANIFEST_MAX:
         raise IntegrityError(
             f"a manifest of {len(blob)} bytes is impossible", obj="manifest", check="length"
@@ -295,6 +294,15 @@ def manifest_header(blob: bytes) -> tuple[bytes, int]:
         raise IntegrityError(
             "not a peerbak manifest (magic or format)", obj="manifest", check="magic"
         )
+    return bytes(owner), int(sequence)
+
+
+def manifest_header(blob: bytes) -> tuple[bytes, int]:
+    """(owner, sequence) of an envelope whose signature checks, else IntegrityError.
+
+    What a holder checks before keeping an owner's manifest; it cannot read the rest.
+    """
+    owner, sequence = manifest_sequence(blob)
     signed, sig = blob[:-SIG_LEN], blob[-SIG_LEN:]
     try:
         nacl.signing.VerifyKey(owner).verify(_SIG_DOMAIN + signed, sig)
@@ -302,7 +310,7 @@ def manifest_header(blob: bytes) -> tuple[bytes, int]:
         raise IntegrityError(
             "the manifest's signature is not its owner's", obj="manifest", check="signature"
         ) from None
-    return bytes(owner), int(sequence)
+    return owner, sequence
 
 
 def open_manifest(keys: crypto.NodeKeys, blob: bytes) -> Manifest:

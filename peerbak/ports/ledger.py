@@ -160,7 +160,7 @@ class RestorePlan(Protocol):
         ...
 
     def empty_files(self) -> Iterator[FileRow]:
-        """Files with no chunks left to write (before writing: those with none)."""
+        """Files planned with no chunks (files completed by packs are not among them)."""
         ...
 
     def unfinished(self) -> tuple[int, bytes]:

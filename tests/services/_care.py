@@ -1,15 +1,5 @@
 """What the repair, prune and undelete tests share: the pool, a kill, and looks at the
-members' disks and the owner's ledger.
-
-Two stand-ins for defects each pinned by a strict xfail in ``test_repair.py``:
-
-- :class:`OneStorePool` opens each member's store once, as the daemon does; the pool
-  of ``peerbak.tools.mempool`` opens one per request, which deletes a concurrent
-  put's file (``test_a_request_to_a_member_leaves_a_put_in_flight_alone``).
-- :func:`restore` finishes as empty only the files that have no contents; the
-  restorer's empty-file pass may finish again a file a pack already completed, with
-  zeros (``test_a_file_completed_before_the_empty_files_pass_keeps_its_contents``).
-"""
+members' disks and the owner's ledger."""
 
 from __future__ import annotations
 
@@ -18,17 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
-from peerbak.adapters.store import DirectoryShareStore
 from peerbak.core import objects
 from peerbak.core.health import DAY
-from peerbak.core.ids import NodeId, PackId, ShardKey
-from peerbak.core.objects import Entry, Snapshot, Tree
+from peerbak.core.ids import PackId, ShardKey
+from peerbak.core.objects import Snapshot, Tree
 from peerbak.core.pack import PackRecord
 from peerbak.services.backup import run_backup
 from peerbak.services.repository import Repository
-from peerbak.services.restore import Restorer, run_restore
+from peerbak.services.restore import run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
 
@@ -36,20 +24,6 @@ from peerbak.tools.sample import describe
 class Killed(BaseException):
     """The process dies here: nothing in a service catches it, and the ledger keeps
     what it committed, as after a power cut."""
-
-
-class OneStorePool(MemoryPool):
-    """A :class:`MemoryPool` whose members each open their store once."""
-
-    def __init__(self, root: Path, size: int = 5, *, seed: int = 0) -> None:
-        self._stores: dict[tuple[bytes, NodeId], DirectoryShareStore] = {}
-        super().__init__(root, size, seed=seed)
-
-    def store(self, node: bytes, owner: NodeId | None = None) -> DirectoryShareStore:
-        key = (node, owner or self.owner.node_id)
-        if key not in self._stores:
-            self._stores[key] = super().store(node, owner)
-        return self._stores[key]
 
 
 @asynccontextmanager
@@ -145,17 +119,9 @@ async def rows(repo: Repository) -> dict[bytes, list[tuple[int, bytes, bool, str
     return {p: await repo.ledger.shard_rows(p) for p in await packs(repo)}
 
 
-def _finish_empty_files(self: Restorer) -> None:
-    for ident, path, raw in list(self._plan.empty_files()):
-        entry = objects.decode(raw, Entry, "entry")
-        if not entry.content:  # else a pack finished it already
-            self._finish(ident, path, entry)
-
-
 async def restore(repo: Repository, ref: str, target: Path, src: Path) -> dict[str, Any]:
     """Restore snapshot ``ref`` into ``target``; the tree that was at ``src``, described."""
-    with mock.patch.object(Restorer, "_finish_empty", _finish_empty_files):
-        out = await run_restore(repo, ref, target)
+    out = await run_restore(repo, ref, target)
     assert out["exit_code"] == 0, out
     tree = describe(target / str(src).lstrip("/"))
     assert out["files_restored"] == sum(1 for v in tree.values() if v[0] == "file")

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from peerbak.adapters.ledger_health import UNPUBLISHED_DOOM
 from peerbak.core.crypto import BlobType
 from peerbak.core.errors import InputError, NotFoundError, PeerUnavailable
 from peerbak.core.health import DAY
 from peerbak.core.pack import PackRecord
 from peerbak.core.retention import KeepPolicy
+from peerbak.ports.ledger import UNPUBLISHED_DOOM
 from peerbak.services import prune as prune_module
 from peerbak.services.backup import run_backup
 from peerbak.services.check import run_check
@@ -27,14 +27,14 @@ from peerbak.services.repository import Repository
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
 from tests.services import _care as care
-from tests.services._care import Killed, Made, OneStorePool
+from tests.services._care import Killed, Made
 
 LAST = KeepPolicy(last=1)
 
 
 @pytest.fixture
 def mempool(tmp_path: Path) -> MemoryPool:
-    return OneStorePool(tmp_path / "pool", 5, seed=1)
+    return MemoryPool(tmp_path / "pool", 5, seed=1)
 
 
 @pytest.fixture

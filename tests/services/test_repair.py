@@ -30,7 +30,7 @@ from peerbak.tools.mempool import ManualClock, MemoryPool
 from peerbak.tools.sample import describe, differences
 from tests.conftest import build_pack, shard_keys
 from tests.services import _care as care
-from tests.services._care import Killed, OneStorePool, node
+from tests.services._care import Killed, node
 
 POLICY = RepairPolicy()  # repairs at the first loss; lost after 7 days of silence
 
@@ -39,7 +39,7 @@ Rows = dict[bytes, list[tuple[int, bytes, bool, str]]]
 
 @pytest.fixture
 def mempool(tmp_path: Path) -> MemoryPool:
-    return OneStorePool(tmp_path / "pool", 5, seed=1)
+    return MemoryPool(tmp_path / "pool", 5, seed=1)
 
 
 @pytest.fixture
@@ -328,7 +328,7 @@ async def test_max_packs_repairs_the_thinnest_first_and_the_next_pass_goes_on(
     tmp_path: Path, source: Path
 ) -> None:
     """Six members, so each pack has two free to take its rebuilt shards."""
-    mempool = OneStorePool(tmp_path / "six", 6, seed=2)
+    mempool = MemoryPool(tmp_path / "six", 6, seed=2)
     m1 = node(mempool, 1)
     async with care.reopened(mempool) as repo:
         await _backup(repo, source)
@@ -486,11 +486,6 @@ async def test_after_a_repair_the_pool_index_names_the_new_holders(
         await _restores(fresh, source, tmp_path / "out")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tools/mempool.py MemoryPool.store opens a new DirectoryShareStore per request, "
-    "and opening sweeps incoming/: a put in flight loses its file",
-)
 async def test_a_request_to_a_member_leaves_a_put_in_flight_alone(tmp_path: Path) -> None:
     """What the daemon guarantees by opening each owner's store once: a request that
     arrives while a put is being written does not delete the put's file."""
@@ -509,12 +504,6 @@ async def test_a_request_to_a_member_leaves_a_put_in_flight_alone(tmp_path: Path
     assert k in store._list()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/restore.py Restorer.run: the empty-file pass runs while packs are "
-    "written, and RestorePlan.empty_files (remaining = 0) also yields files a pack "
-    "completed, which are finished again: truncated to zeros and counted twice",
-)
 async def test_a_file_completed_before_the_empty_files_pass_keeps_its_contents(
     backed: Repository, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

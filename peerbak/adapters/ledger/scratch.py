@@ -26,7 +26,8 @@ CREATE TABLE files (
     id INTEGER PRIMARY KEY,
     path BLOB NOT NULL,
     entry BLOB NOT NULL,
-    remaining INTEGER NOT NULL
+    chunks INTEGER NOT NULL,  -- as planned: 0 for a file with no contents
+    remaining INTEGER NOT NULL  -- chunks not yet written
 );
 CREATE TABLE inodes (device INTEGER, inode INTEGER, file_id INTEGER, PRIMARY KEY (device, inode));
 CREATE TABLE links (file_id INTEGER NOT NULL, path BLOB NOT NULL);
@@ -80,8 +81,8 @@ class RestorePlanDb:
                     self._db.execute("INSERT INTO links VALUES (?, ?)", (row[0], path))
                     return None
             cur = self._db.execute(
-                "INSERT INTO files (path, entry, remaining) VALUES (?, ?, ?)",
-                (path, entry, chunks),
+                "INSERT INTO files (path, entry, chunks, remaining) VALUES (?, ?, ?, ?)",
+                (path, entry, chunks, chunks),
             )
             ident = int(cur.lastrowid or 0)
             if inode is not None:
@@ -186,12 +187,13 @@ class RestorePlanDb:
             last = int(page[-1][0])
 
     def empty_files(self) -> Iterator[FileRow]:
-        """Files with no chunks (planned with nothing remaining)."""
+        """Files planned with no chunks. Not ``remaining = 0``: packs written meanwhile
+        bring files there too, and those are finished already (with their contents)."""
         last = 0
         while True:
             with self._lock:
                 page = self._db.execute(
-                    "SELECT id, path, entry FROM files WHERE remaining = 0 AND id > ? "
+                    "SELECT id, path, entry FROM files WHERE chunks = 0 AND id > ? "
                     "ORDER BY id LIMIT 1000",
                     (last,),
                 ).fetchall()
