@@ -438,3 +438,47 @@ async def test_a_leftover_on_a_member_that_is_down_is_reclaimed_once_it_is_back(
     assert again["reclaimed_packs"] == 1
     assert await repo.ledger.sealed_packs() == []
     assert not any(k.pack == pack for _, k in await all_held(mempool))
+
+
+async def test_overlapping_paths_and_a_single_file_are_backed_up_once(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src = tree(tmp_path / "src", files=4)
+    lone = write(tmp_path / "lone.bin", 3000, seed=50)
+    summary = await run_backup(repo, [src / "d1", lone, src], code=CODE)
+    assert summary["total_files_processed"] == 5
+    await run_restore(repo, "latest", tmp_path / "out")
+    assert describe(restored(tmp_path / "out", src)) == describe(src)
+    assert restored(tmp_path / "out", lone).read_bytes() == lone.read_bytes()
+    snap = await repo.find_snapshot("latest")
+    assert snap.paths == [str(src / "d1"), str(lone), str(src)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="archiver.py Archiver._file/_describe record the size lstat gave before the "
+    "file was read; a file that grew or shrank meanwhile gets chunks of another length, "
+    "and restore refuses the whole snapshot (restore.py _plan_queued: 'its chunks add "
+    "up to N bytes, the snapshot says M')",
+)
+@pytest.mark.parametrize("change", [5000, -5000])
+async def test_a_file_that_changes_size_while_it_is_read_is_saved_as_read(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: int
+) -> None:
+    src = tmp_path / "src"
+    log = write(src / "log.txt", 20_000, seed=1)
+    write(src / "other.bin", 100, seed=2)
+    real_open = builtins.open
+
+    def open_a_moment_later(file: Any, *args: Any, **kwargs: Any) -> IO[Any]:
+        if os.fsdecode(file) == str(log):  # written to between the walk's lstat and the read
+            with real_open(log, "r+b") as f:
+                f.truncate(20_000 + change)
+        return real_open(file, *args, **kwargs)  # type: ignore[no-any-return]
+
+    with monkeypatch.context() as m:
+        m.setattr(archiver, "open", open_a_moment_later, raising=False)
+        await run_backup(repo, [src], code=CODE)
+    out = await run_restore(repo, "latest", tmp_path / "out")
+    assert out["files_restored"] == 2
+    assert restored(tmp_path / "out", src).joinpath("log.txt").read_bytes() == log.read_bytes()
