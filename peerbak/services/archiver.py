@@ -24,6 +24,7 @@ from pathlib import Path
 import pathspec
 
 from peerbak.core import objects
+from peerbak.core.chunker import Readable
 from peerbak.core.crypto import BlobType
 from peerbak.core.errors import InputError
 from peerbak.core.ids import ChunkId
@@ -226,10 +227,11 @@ class Archiver:
             return self._entry(name, info, target=target)
         if kind is not NodeType.FILE:
             return self._entry(name, info, rdev=info.st_rdev)
-        content = self._file(path, name, info, cached, seen)
-        if content is None:
+        read = self._file(path, name, info, cached, seen)
+        if read is None:
             return None
-        return self._entry(name, info, content=content)
+        content, size = read
+        return self._entry(name, info, content=content, size=size)
 
     def _file(
         self,
@@ -238,7 +240,10 @@ class Archiver:
         info: os.stat_result,
         cached: dict[bytes, CachedFile],
         seen: dict[bytes, CachedFile] | None,
-    ) -> bytes | None:
+    ) -> tuple[bytes, int] | None:
+        """The file's chunk ids and the bytes they hold: what was read, which is not
+        lstat's size when the file grew or shrank meanwhile (the snapshot must say what
+        its chunks hold, or restore refuses the file)."""
         p = self.progress
         p.total_files += 1
         p.total_bytes += info.st_size
@@ -256,24 +261,26 @@ class Archiver:
             p.files_unmodified += 1
             if seen is not None:
                 seen[name] = old
-            return old.content
+            return old.content, old.size
         try:
             with open(os.fsencode(path), "rb", buffering=0) as f:
-                ids = self._data.add_stream(f, BlobType.DATA, size_hint=info.st_size)
+                counted = _Counted(f)
+                ids = self._data.add_stream(counted, BlobType.DATA, size_hint=info.st_size)
         except OSError as exc:
             self._fail(path, exc)
             return None
-        p.bytes_read += info.st_size
+        size = counted.count
+        p.bytes_read += size
         if old is None:
             p.files_new += 1
         else:
             p.files_changed += 1
         content = b"".join(ids)
-        if seen is not None:
+        if seen is not None and size == now.size:  # else changed meanwhile: read it next time
             seen[name] = CachedFile(
                 now.device, now.inode, now.size, now.mtime_ns, now.ctime_ns, content
             )
-        return content
+        return content, size
 
     def _fail(self, path: Path, exc: OSError) -> None:
         self.progress.errors += 1
@@ -292,6 +299,7 @@ class Archiver:
         content: bytes = b"",
         target: bytes = b"",
         rdev: int = 0,
+        size: int | None = None,
     ) -> Entry:
         kind = _TYPES[stat.S_IFMT(info.st_mode)]
         return Entry(
@@ -301,7 +309,7 @@ class Archiver:
             uid=info.st_uid,
             gid=info.st_gid,
             mtime_ns=info.st_mtime_ns,
-            size=info.st_size if kind is NodeType.FILE else 0,
+            size=(info.st_size if size is None else size) if kind is NodeType.FILE else 0,
             inode=info.st_ino,
             device=info.st_dev,
             links=info.st_nlink,
@@ -314,6 +322,19 @@ class Archiver:
     def _tree(self, entries: list[Entry]) -> ChunkId:
         data = objects.encode(Tree(entries=entries))
         return self._meta.add_chunk(data, BlobType.TREE)
+
+
+class _Counted:
+    """A file, counting the bytes read from it."""
+
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readinto(self, buffer: memoryview, /) -> int | None:
+        n = self._raw.readinto(buffer)
+        self.count += n or 0
+        return n
 
 
 def _ids(content: bytes) -> Iterator[ChunkId]:

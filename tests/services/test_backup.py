@@ -11,7 +11,6 @@ import errno
 import itertools
 import os
 import random
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
@@ -23,57 +22,17 @@ from peerbak.core.crypto import BlobType
 from peerbak.core.errors import InputError, PeerUnavailable
 from peerbak.core.ids import ShardKey
 from peerbak.core.pack import PackRecord, Shard
-from peerbak.services import archiver, backup
+from peerbak.services import archiver, index
 from peerbak.services.backup import run_backup
 from peerbak.services.recovery import rebuild_from_pool
 from peerbak.services.repository import Repository
-from peerbak.services.restore import Restorer, run_restore
+from peerbak.services.restore import run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
 
 CODE = (2, 4)
 #: Small packs, so a few hundred kilobytes make several of them.
 PACK = 64 << 10
-
-
-@pytest.fixture(autouse=True)
-def one_store_per_member(mempool: MemoryPool) -> None:
-    """Each member's holder keeps one store, as the daemon does (node/server.py).
-
-    MemoryPool opens a new DirectoryShareStore for every request, and opening one sweeps
-    ``incoming/``: a put in flight to the same member then loses its temporary file
-    (ENOENT) and the member is taken for failed."""
-    for node, member in mempool.members.items():
-        store = mempool.store(node)
-        member.holder._store_for = lambda _owner, s=store: s  # type: ignore[misc]
-
-
-_write_pack = Restorer._write_pack
-_finish_empty = Restorer._finish_empty
-
-
-def _emptied(restorer: Restorer) -> threading.Event:
-    event: threading.Event = restorer.__dict__.setdefault("_emptied", threading.Event())
-    return event
-
-
-@pytest.fixture(autouse=True)
-def empty_files_before_packs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Restore writes packs only once its empty files are finished: the other order
-    loses files (test_restore.py, test_a_file_a_pack_completed_early_keeps_its_bytes)."""
-
-    def finish_empty(self: Restorer) -> None:
-        try:
-            _finish_empty(self)
-        finally:
-            _emptied(self).set()
-
-    def write_pack(self: Restorer, record: PackRecord, data: bytes) -> None:
-        _emptied(self).wait(30)
-        _write_pack(self, record, data)
-
-    monkeypatch.setattr(Restorer, "_finish_empty", finish_empty)
-    monkeypatch.setattr(Restorer, "_write_pack", write_pack)
 
 
 def write(path: Path, size: int, seed: int) -> Path:
@@ -334,7 +293,7 @@ async def test_an_unreadable_file_is_a_warning_and_an_error_and_the_rest_is_save
 async def test_merged_index_packs_keep_every_snapshot_restorable_after_a_recovery(
     repo: Repository, mempool: MemoryPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backup, "INDEX_LIST_MAX", 3)
+    monkeypatch.setattr(index, "INDEX_LIST_MAX", 3)
     src = tmp_path / "src"
     lengths = []
     states: dict[str, dict[str, tuple[object, ...]]] = {}
@@ -457,13 +416,6 @@ async def test_overlapping_paths_and_a_single_file_are_backed_up_once(
     assert snap.paths == [str(src / "d1"), str(lone), str(src)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="archiver.py Archiver._file/_describe record the size lstat gave before the "
-    "file was read; a file that grew or shrank meanwhile gets chunks of another length, "
-    "and restore refuses the whole snapshot (restore.py _plan_queued: 'its chunks add "
-    "up to N bytes, the snapshot says M')",
-)
 @pytest.mark.parametrize("change", [5000, -5000])
 async def test_a_file_that_changes_size_while_it_is_read_is_saved_as_read(
     repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: int
@@ -487,13 +439,6 @@ async def test_a_file_that_changes_size_while_it_is_read_is_saved_as_read(
     assert restored(tmp_path / "out", src).joinpath("log.txt").read_bytes() == log.read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tools/mempool.py MemoryPool._holder: store_for opens a new DirectoryShareStore "
-    "for every request, and its constructor sweeps incoming/: a request to a member while "
-    "a shard is being put to it deletes that put's temporary file (ENOENT), and the "
-    "member is taken for failed (the daemon keeps one store per owner, node/server.py)",
-)
 async def test_a_request_to_a_member_while_a_shard_is_put_to_it_does_not_fail_the_put(
     repo: Repository, mempool: MemoryPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,17 +21,6 @@ CODE = (2, 4)
 PACK = 64 << 10
 
 
-@pytest.fixture(autouse=True)
-def one_store_per_member(mempool: MemoryPool) -> None:
-    """Each member's holder keeps one store, as the daemon does (node/server.py).
-
-    MemoryPool opens a new DirectoryShareStore for every request, and opening one sweeps
-    ``incoming/``: a put in flight to the same member then loses its temporary file."""
-    for node, member in mempool.members.items():
-        store = mempool.store(node)
-        member.holder._store_for = lambda _owner, s=store: s  # type: ignore[misc]
-
-
 @pytest.fixture
 async def backed_up(repo: Repository, tmp_path: Path) -> Repository:
     """A pool holding one snapshot of a dozen files, in several packs."""

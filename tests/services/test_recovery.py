@@ -6,7 +6,6 @@ members may be down while it runs."""
 from __future__ import annotations
 
 import random
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,55 +13,16 @@ import pytest
 from peerbak.core import objects
 from peerbak.core.errors import IntegrityError, NotEnoughShares
 from peerbak.core.objects import Manifest
-from peerbak.core.pack import PackRecord
 from peerbak.services.backup import run_backup
 from peerbak.services.check import run_check
 from peerbak.services.recovery import rebuild_from_pool
 from peerbak.services.repository import Repository
-from peerbak.services.restore import Restorer, run_restore
+from peerbak.services.restore import run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
 
 CODE = (2, 4)
 PACK = 64 << 10
-
-_write_pack = Restorer._write_pack
-_finish_empty = Restorer._finish_empty
-
-
-@pytest.fixture(autouse=True)
-def one_store_per_member(mempool: MemoryPool) -> None:
-    """Each member's holder keeps one store, as the daemon does (node/server.py).
-
-    MemoryPool opens a new DirectoryShareStore for every request, and opening one sweeps
-    ``incoming/``: a put in flight to the same member then loses its temporary file."""
-    for node, member in mempool.members.items():
-        store = mempool.store(node)
-        member.holder._store_for = lambda _owner, s=store: s  # type: ignore[misc]
-
-
-def _emptied(restorer: Restorer) -> threading.Event:
-    event: threading.Event = restorer.__dict__.setdefault("_emptied", threading.Event())
-    return event
-
-
-@pytest.fixture(autouse=True)
-def empty_files_before_packs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Restore writes packs only once its empty files are finished: the other order
-    loses files (test_restore.py, test_a_file_a_pack_completed_early_keeps_its_bytes)."""
-
-    def finish_empty(self: Restorer) -> None:
-        try:
-            _finish_empty(self)
-        finally:
-            _emptied(self).set()
-
-    def write_pack(self: Restorer, record: PackRecord, data: bytes) -> None:
-        _emptied(self).wait(30)
-        _write_pack(self, record, data)
-
-    monkeypatch.setattr(Restorer, "_finish_empty", finish_empty)
-    monkeypatch.setattr(Restorer, "_write_pack", write_pack)
 
 
 def write(path: Path, size: int, seed: int) -> Path:

@@ -32,41 +32,6 @@ _write_pack = Restorer._write_pack
 _finish_empty = Restorer._finish_empty
 
 
-@pytest.fixture(autouse=True)
-def one_store_per_member(mempool: MemoryPool) -> None:
-    """Each member's holder keeps one store, as the daemon does (node/server.py).
-
-    MemoryPool opens a new DirectoryShareStore for every request, and opening one sweeps
-    ``incoming/``: a put in flight to the same member then loses its temporary file."""
-    for node, member in mempool.members.items():
-        store = mempool.store(node)
-        member.holder._store_for = lambda _owner, s=store: s  # type: ignore[misc]
-
-
-def _emptied(restorer: Restorer) -> threading.Event:
-    event: threading.Event = restorer.__dict__.setdefault("_emptied", threading.Event())
-    return event
-
-
-@pytest.fixture(autouse=True)
-def empty_files_before_packs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Packs are written only once the empty files are finished, one order restore
-    allows; the other is test_a_file_a_pack_completed_early_keeps_its_bytes (xfail)."""
-
-    def finish_empty(self: Restorer) -> None:
-        try:
-            _finish_empty(self)
-        finally:
-            _emptied(self).set()
-
-    def write_pack(self: Restorer, record: PackRecord, data: bytes) -> None:
-        _emptied(self).wait(30)
-        _write_pack(self, record, data)
-
-    monkeypatch.setattr(Restorer, "_finish_empty", finish_empty)
-    monkeypatch.setattr(Restorer, "_write_pack", write_pack)
-
-
 def write(path: Path, size: int, seed: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(random.Random(seed).randbytes(size))
@@ -343,12 +308,6 @@ async def test_an_unknown_snapshot_or_none_at_all_is_not_found(
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restore.py Restorer.run finishes 'empty' files (plan.empty_files: remaining = 0) "
-    "while packs are already being written: a file a pack completed first is finished a "
-    "second time from a new, zero-filled .partial that replaces it",
-)
 async def test_a_file_a_pack_completed_early_keeps_its_bytes(
     repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
