@@ -62,8 +62,9 @@ class CheckReport:
         return not (self.shards_missing or self.shards_damaged or self.packs_unreadable)
 
 
-def parse_subset(text: str) -> Callable[[bytes], bool]:
-    """``n/m`` (the n-th of m slices by pack id) or ``x%`` (a random share)."""
+def parse_subset(text: str, rng: random.Random | None = None) -> Callable[[bytes], bool]:
+    """``n/m`` (the n-th of m slices by pack id) or ``x%`` (a random share, drawn from
+    ``rng``: the system's randomness unless a test gives a seeded one)."""
     text = text.strip()
     if text.endswith("%"):
         try:
@@ -72,8 +73,8 @@ def parse_subset(text: str) -> Callable[[bytes], bool]:
             share = -1.0
         if not 0 < share <= 1:
             raise InputError(f"--read-data-subset wants n/m or 1%–100%, not {text!r}")
-        rng = random.SystemRandom()
-        return lambda _pack: rng.random() < share
+        draw = rng or random.SystemRandom()
+        return lambda _pack: draw.random() < share
     n, sep, m = text.partition("/")
     if not (sep and n.isdigit() and m.isdigit() and 1 <= int(n) <= int(m)):
         raise InputError(f"--read-data-subset wants n/m with 1 ≤ n ≤ m, or x%, not {text!r}")
