@@ -79,10 +79,6 @@ async def used_ids(repo: Repository, snaps: list[Snapshot]) -> set[bytes]:
     return seen
 
 
-def node(mempool: MemoryPool, i: int) -> bytes:
-    return bytes(mempool.keys[i].node_id)
-
-
 def key(pack_id: bytes, index: int) -> str:
     return ShardKey(PackId(pack_id), index).text
 

@@ -10,7 +10,6 @@ import builtins
 import errno
 import itertools
 import os
-import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any
@@ -29,27 +28,17 @@ from peerbak.services.repository import Repository
 from peerbak.services.restore import run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
+from tests.services.kit import restored, stored_packs, write
 
 CODE = (2, 4)
 #: Small packs, so a few hundred kilobytes make several of them.
 PACK = 64 << 10
 
 
-def write(path: Path, size: int, seed: int) -> Path:
-    """``size`` incompressible bytes (each seed its own content)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(random.Random(seed).randbytes(size))
-    return path
-
-
 def tree(root: Path, files: int = 6, size: int = 40_000) -> Path:
     for i in range(files):
         write(root / f"d{i % 2}" / f"f{i}.bin", size + i, seed=i)
     return root
-
-
-def restored(target: Path, src: Path) -> Path:
-    return target / str(src).lstrip("/")
 
 
 async def held(mempool: MemoryPool, i: int) -> set[ShardKey]:
@@ -60,10 +49,6 @@ async def held(mempool: MemoryPool, i: int) -> set[ShardKey]:
 
 async def all_held(mempool: MemoryPool) -> set[tuple[int, ShardKey]]:
     return {(i, k) for i in range(1, len(mempool.keys)) for k in await held(mempool, i)}
-
-
-async def stored_packs(repo: Repository) -> set[bytes]:
-    return {p async for page in repo.ledger.stored_pack_ids() for p in page}
 
 
 async def test_a_second_backup_of_the_same_tree_adds_nothing_and_reads_nothing(

@@ -11,11 +11,11 @@ import pytest
 
 from peerbak.core.errors import InputError
 from peerbak.core.ids import PackId, ShardKey
-from peerbak.core.pack import SHARD_HEADER_LEN
 from peerbak.services.backup import run_backup
 from peerbak.services.check import parse_subset, run_check
 from peerbak.services.repository import Repository
 from peerbak.tools.mempool import MemoryPool
+from tests.services.kit import damage, stored_packs
 
 CODE = (2, 4)
 PACK = 64 << 10
@@ -32,22 +32,11 @@ async def backed_up(repo: Repository, tmp_path: Path) -> Repository:
     return repo
 
 
-async def stored_packs(repo: Repository) -> list[bytes]:
-    return [p async for page in repo.ledger.stored_pack_ids() for p in page]
-
-
 async def shard_on(repo: Repository, mempool: MemoryPool, i: int) -> tuple[ShardKey, Path]:
     """One shard member ``i`` holds, and its file."""
     store = mempool.store(bytes(mempool.keys[i].node_id))
     key = min([k async for k in store.list()], key=lambda k: k.text)
     return key, store._path(key)
-
-
-def damage(path: Path) -> None:
-    """Flip one byte of a shard's data (its header stays as recorded)."""
-    raw = bytearray(path.read_bytes())
-    raw[SHARD_HEADER_LEN + 7] ^= 0xFF
-    path.write_bytes(bytes(raw))
 
 
 def clean(report: dict[str, Any]) -> bool:
@@ -117,7 +106,7 @@ async def test_a_pack_with_fewer_than_k_good_shards_is_unreadable(
     backed_up: Repository, mempool: MemoryPool
 ) -> None:
     repo = backed_up
-    pack = (await stored_packs(repo))[0]
+    pack = min(await stored_packs(repo))
     found = await repo.ledger.pack(pack)
     assert found is not None
     record, holders = found

@@ -28,13 +28,9 @@ from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
 from tests.services import _care as care
 from tests.services._care import Killed, Made
+from tests.services.kit import node
 
 LAST = KeepPolicy(last=1)
-
-
-@pytest.fixture
-def mempool(tmp_path: Path) -> MemoryPool:
-    return MemoryPool(tmp_path / "pool", 5, seed=1)
 
 
 @pytest.fixture
@@ -281,7 +277,7 @@ async def test_with_nothing_unused_prune_only_writes_the_index_anew(
 async def test_prune_with_a_member_down_deletes_the_rest_when_it_answers(
     repo: Repository, mempool: MemoryPool, made: Made, src: Path, tmp_path: Path
 ) -> None:
-    m1 = care.node(mempool, 1)
+    m1 = node(mempool, 1)
     await forget(repo, LAST)
     before = await care.packs(repo)
     held_by_m1 = care.live(mempool, m1)

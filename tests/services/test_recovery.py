@@ -5,7 +5,6 @@ members may be down while it runs."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
@@ -20,23 +19,10 @@ from peerbak.services.repository import Repository
 from peerbak.services.restore import run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
+from tests.services.kit import restored, stored_packs, write
 
 CODE = (2, 4)
 PACK = 64 << 10
-
-
-def write(path: Path, size: int, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(random.Random(seed).randbytes(size))
-    return path
-
-
-def restored(target: Path, src: Path) -> Path:
-    return target / str(src).lstrip("/")
-
-
-async def stored_packs(repo: Repository) -> set[bytes]:
-    return {p async for page in repo.ledger.stored_pack_ids() for p in page}
 
 
 async def two_backups(

@@ -30,7 +30,8 @@ from peerbak.tools.mempool import ManualClock, MemoryPool
 from peerbak.tools.sample import describe, differences
 from tests.conftest import build_pack, shard_keys
 from tests.services import _care as care
-from tests.services._care import Killed, node
+from tests.services._care import Killed
+from tests.services.kit import node
 
 POLICY = RepairPolicy()  # repairs at the first loss; lost after 7 days of silence
 

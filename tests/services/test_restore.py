@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
 import stat
 import threading
 from collections.abc import Iterator
@@ -18,32 +17,19 @@ from peerbak.core import objects
 from peerbak.core.crypto import BlobType
 from peerbak.core.errors import NotEnoughShares, NotFoundError
 from peerbak.core.objects import NodeType, Tree
-from peerbak.core.pack import SHARD_HEADER_LEN, PackRecord
+from peerbak.core.pack import PackRecord
 from peerbak.services.backup import run_backup
 from peerbak.services.repository import Repository
 from peerbak.services.restore import Restorer, run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe, make_tree
+from tests.services.kit import damage, node, restored, write
 
 CODE = (2, 4)
 PACK = 64 << 10
 
 _write_pack = Restorer._write_pack
 _finish_empty = Restorer._finish_empty
-
-
-def write(path: Path, size: int, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(random.Random(seed).randbytes(size))
-    return path
-
-
-def restored(target: Path, src: Path) -> Path:
-    return target / str(src).lstrip("/")
-
-
-def node(mempool: MemoryPool, i: int) -> bytes:
-    return bytes(mempool.keys[i].node_id)
 
 
 async def packs(repo: Repository) -> Iterator[tuple[PackRecord, dict[int, bytes]]]:
@@ -164,13 +150,6 @@ async def test_beyond_n_minus_k_down_the_lost_packs_and_incomplete_files_are_rep
     assert out["incomplete_files"] == incomplete > 0
     assert out["files_restored"] == len(files) - incomplete
     assert any(str(tmp_path / "out") in e and "incomplete" in e for e in out["errors"])
-
-
-def damage(path: Path) -> None:
-    """Flip one byte of a shard's data (its header stays as recorded)."""
-    raw = bytearray(path.read_bytes())
-    raw[SHARD_HEADER_LEN + len(raw[SHARD_HEADER_LEN:]) // 2] ^= 0xFF
-    path.write_bytes(bytes(raw))
 
 
 async def test_a_damaged_shard_is_replaced_by_another_and_its_member_counted_bad(

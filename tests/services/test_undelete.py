@@ -25,13 +25,9 @@ from peerbak.services.undelete import undelete
 from peerbak.tools.mempool import MemoryPool
 from tests.services import _care as care
 from tests.services._care import Killed, Made
+from tests.services.kit import node
 
 Disks = dict[bytes, set[str]]
-
-
-@pytest.fixture
-def mempool(tmp_path: Path) -> MemoryPool:
-    return MemoryPool(tmp_path / "pool", 5, seed=1)
 
 
 @pytest.fixture
@@ -136,7 +132,7 @@ async def test_undelete_needs_no_ledger_when_malware_wiped_it_too(
 async def test_undelete_with_a_member_down_then_again_when_it_answers(
     repo: Repository, mempool: MemoryPool, made: Made, src: Path, tmp_path: Path
 ) -> None:
-    m1 = care.node(mempool, 1)
+    m1 = node(mempool, 1)
     before = _live(mempool)
     await _malware(repo)
     mempool.member(1).up = False
@@ -220,7 +216,7 @@ async def test_a_manifest_of_another_pool_in_a_trash_is_left_out(
 ) -> None:
     """Signed with this node's key but for another pool (an earlier pool of the same
     key, replayed): refused like a forgery; the rest of that member's trash is read."""
-    m2 = care.node(mempool, 2)
+    m2 = node(mempool, 2)
     ghost = Snapshot(
         id=b"\x01" * 16,
         time=mempool.clock(),
