@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from peerbak.cli.kit import (
     matching,
     open_home,
     parse_size,
+    plural,
     pool_call,
     repo_call,
     run,
@@ -299,25 +301,61 @@ def _keep_policy(keep: dict[str, Any]) -> Any:
 
 @click.command()
 @_keep_options
+@click.argument("snapshot_ids", nargs=-1)
+@click.option(
+    "--group-by",
+    default="host,paths",
+    show_default=True,
+    help="Apply the rules to each group of snapshots with the same host, paths and/or tags "
+    "(comma-separated; '' for one group of all).",
+)
+@click.option("--host", "hosts", multiple=True, help="Only snapshots of this host.")
+@click.option("--path", "paths", multiple=True, help="Only snapshots that include this path.")
+@click.option("--tag", "tags", multiple=True, help="Only snapshots with these tags (a,b).")
 @click.option("--prune", "and_prune", is_flag=True, help="Then delete what no kept snapshot uses.")
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
 @click.option("--json", "as_json", is_flag=True)
-def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
-    """Forget snapshots by restic's keep rules (and prune with --prune)."""
+def forget(
+    snapshot_ids: tuple[str, ...],
+    group_by: str,
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    and_prune: bool,
+    dry_run: bool,
+    as_json: bool,
+    **keep: Any,
+) -> None:
+    """Forget the SNAPSHOT_IDS given, or those restic's keep rules let go in each group
+    (by default: each host and path set, so every backup job keeps its own); --prune
+    then deletes what no kept snapshot uses."""
+    from peerbak.core.retention import parse_group_by
+    from peerbak.services.prune import Selection
     from peerbak.services.prune import forget as run_forget
     from peerbak.services.prune import prune as run_prune
 
     policy = run(as_json, lambda: _keep_policy(keep))
+    by = run(as_json, lambda: parse_group_by(group_by))
+    only = Selection(
+        hosts=hosts,
+        paths=tuple(os.path.abspath(p) for p in paths),
+        tags=tuple(frozenset(t for t in spec.split(",") if t) for spec in tags),
+    )
 
     async def go(repo: Repository) -> dict[str, Any]:
-        decisions = await run_forget(repo, policy, dry_run=dry_run)
+        decisions = await run_forget(
+            repo, policy, group_by=by, only=only, ids=snapshot_ids, dry_run=dry_run
+        )
         pruned = await run_prune(repo) if and_prune and not dry_run else None
         return {
             "snapshots": [
                 {
                     "id": d.snapshot.id.hex(),
                     "time": d.snapshot.time,
+                    "host": d.snapshot.hostname,
+                    "paths": d.snapshot.paths,
                     "tags": d.snapshot.tags,
+                    "group": None if d.group is None else str(d.group),
                     "kept": d.kept,
                     "reasons": [str(r) for r in d.reasons],
                 }
@@ -331,18 +369,30 @@ def forget(and_prune: bool, dry_run: bool, as_json: bool, **keep: Any) -> None:
     if as_json:
         click.echo(json.dumps(r))
         return
-    kept = [s for s in r["snapshots"] if s["kept"]]
-    gone = [s for s in r["snapshots"] if not s["kept"]]
-    emit_table(
-        f"keep {len(kept)} snapshots",
-        ["id", "time", "tags", "reasons"],
-        (
-            (s["id"][:8], when(s["time"]), ",".join(s["tags"]), ", ".join(s["reasons"]))
-            for s in kept
-        ),
-    )
     verb = "would remove" if dry_run else "removed"
-    click.echo(f"{verb} {len(gone)} snapshots: " + (" ".join(s["id"][:8] for s in gone) or "none"))
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for s in r["snapshots"]:
+        groups.setdefault(s["group"], []).append(s)
+    for name, rows in groups.items():
+        kept = [s for s in rows if s["kept"]]
+        gone = [s for s in rows if not s["kept"]]
+        if name is not None:
+            click.echo(f"snapshots of {name}:")
+        if kept:
+            emit_table(
+                f"keep {plural(len(kept), 'snapshot')}",
+                ["id", "time", "tags", "reasons"],
+                (
+                    (s["id"][:8], when(s["time"]), ",".join(s["tags"]), ", ".join(s["reasons"]))
+                    for s in kept
+                ),
+            )
+        click.echo(
+            f"{verb} {plural(len(gone), 'snapshot')}: "
+            + (" ".join(s["id"][:8] for s in gone) or "none")
+        )
+    if not groups:
+        click.echo("no snapshot matches: nothing to forget")
     if r["prune"] is not None:
         _print_prune(r["prune"])
 

@@ -30,6 +30,10 @@ Where peerbak differs on purpose:
 * Tag lists are sets, so "has tags [...]" lists the tags sorted, and an empty tag ``""``
   (restic's "has no tags") is matched whatever its position in the list.
 
+Grouping is restic's too: ``forget`` applies the policy to each group of snapshots of
+the same host and path set (``--group-by host,paths``), never across them, so
+``--keep-last 1`` keeps the last snapshot of *each* backup job (:func:`group`).
+
 Pure: no clock. The reference time for the ``within`` rules is the newest snapshot's
 time; pass ``now`` to ignore snapshots dated in the future, as restic does with its
 clock.
@@ -197,11 +201,73 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Decision(Generic[S]):
-    """The verdict on one snapshot; ``reasons`` is empty exactly when it is removed."""
+    """The verdict on one snapshot; ``reasons`` is empty exactly when it is removed.
+    ``group`` is the group it was judged in (see :func:`group`), if any."""
 
     snapshot: S
     kept: bool
     reasons: tuple[Reason, ...]
+    group: GroupKey | None = None
+
+
+#: What snapshots may be grouped by, and restic's default grouping.
+GROUP_FIELDS: Final = ("host", "paths", "tags")
+GROUP_BY_DEFAULT: Final = frozenset({"host", "paths"})
+
+
+def parse_group_by(text: str) -> frozenset[str]:
+    """restic's ``--group-by``: a comma-separated subset of host, paths and tags; the
+    empty string puts every snapshot in one group."""
+    parts = {p.strip() for p in text.split(",") if p.strip()}
+    unknown = sorted(parts - set(GROUP_FIELDS))
+    if unknown:
+        raise InputError(
+            f"--group-by takes host, paths and tags (comma-separated), not {', '.join(unknown)}"
+        )
+    return frozenset(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKey:
+    """What the snapshots of one group share: each field None when not grouped by it."""
+
+    host: str | None = None
+    paths: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.host is not None:
+            parts.append(f"host [{self.host}]")
+        if self.paths is not None:
+            parts.append(f"paths [{' '.join(self.paths)}]")
+        if self.tags is not None:
+            parts.append(f"tags [{' '.join(self.tags)}]")
+        return ", ".join(parts) or "all snapshots"
+
+    def sort_key(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        return (self.host or "", self.paths or (), self.tags or ())
+
+
+def group(
+    snapshots: Sequence[S],
+    by: frozenset[str],
+    *,
+    key: Callable[[S], tuple[str, Iterable[str], Iterable[str]]],
+) -> list[tuple[GroupKey, list[S]]]:
+    """Snapshots in groups, as restic's ``forget`` and ``snapshots`` make them: by the
+    fields in ``by`` (``key`` gives each snapshot's host, paths and tags; paths and tags
+    compare as sorted lists). Groups come ordered by their key, members in input order."""
+    groups: dict[GroupKey, list[S]] = {}
+    for snapshot in snapshots:
+        host, paths, tags = key(snapshot)
+        k = GroupKey(
+            host if "host" in by else None,
+            tuple(sorted(paths)) if "paths" in by else None,
+            tuple(sorted(set(tags))) if "tags" in by else None,
+        )
+        groups.setdefault(k, []).append(snapshot)
+    return sorted(groups.items(), key=lambda item: item[0].sort_key())
 
 
 Bucketer = Callable[[datetime, int], Hashable]

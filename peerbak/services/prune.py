@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from peerbak.core import objects
@@ -35,7 +35,7 @@ from peerbak.core.crypto import BlobType
 from peerbak.core.errors import InputError
 from peerbak.core.objects import Snapshot, Tree
 from peerbak.core.pack import PackRecord
-from peerbak.core.retention import Decision, KeepPolicy, apply_policy
+from peerbak.core.retention import GROUP_BY_DEFAULT, Decision, KeepPolicy, apply_policy, group
 from peerbak.ports.ledger import IdSet
 from peerbak.services.fetch import read_blobs
 from peerbak.services.index import META_PACK, republish
@@ -66,23 +66,67 @@ class PruneReport:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which snapshots a command considers, as restic's ``--host``, ``--path`` and
+    ``--tag`` say: any of the hosts, every one of the paths, any of the tag lists
+    (each list all its tags). Empty: every snapshot."""
+
+    hosts: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    tags: tuple[frozenset[str], ...] = ()
+
+    def __contains__(self, snap: object) -> bool:
+        if not isinstance(snap, Snapshot):
+            return False
+        if self.hosts and snap.hostname not in self.hosts:
+            return False
+        if self.paths and not set(self.paths) <= set(snap.paths):
+            return False
+        return not self.tags or any(wanted <= set(snap.tags) for wanted in self.tags)
+
+
 async def forget(
-    repo: Repository, policy: KeepPolicy, *, dry_run: bool = False
+    repo: Repository,
+    policy: KeepPolicy,
+    *,
+    group_by: frozenset[str] = GROUP_BY_DEFAULT,
+    only: Selection = Selection(),
+    ids: Sequence[str] = (),
+    dry_run: bool = False,
 ) -> list[Decision[Snapshot]]:
-    """Decide with restic's rules; unless ``dry_run``, publish without the forgotten."""
-    if policy.empty():
-        raise InputError(
-            "no keep rule given: nothing would be kept. Use --keep-last, --keep-daily, …"
-        )
+    """Decide with restic's rules, group by group (by host and path set unless
+    ``group_by`` says otherwise), among the snapshots ``only`` selects; or, given
+    ``ids`` and no rule, forget exactly those. Unless ``dry_run``, publish a manifest
+    without the forgotten. A group its rules would empty is refused, as restic does."""
     snaps = await repo.snapshots()
-    decisions = apply_policy(snaps, policy, key=lambda s: (s.time, s.tags))
-    if not any(d.kept for d in decisions) and snaps:
-        raise InputError("these rules keep no snapshot at all: refusing to forget every one")
+    if ids:
+        if not policy.empty():
+            raise InputError("give snapshot ids or --keep-* rules, not both")
+        named = {(await repo.find_snapshot(text)).id: text for text in ids}
+        decisions = [Decision(s, False, ()) for s in snaps if s.id in named]
+    else:
+        if policy.empty():
+            raise InputError(
+                "no keep rule given: nothing would be kept. Use --keep-last, --keep-daily, …"
+            )
+        decisions = []
+        considered = [s for s in snaps if s in only]
+        for key, members in group(
+            considered, group_by, key=lambda s: (s.hostname, s.paths, s.tags)
+        ):
+            judged = apply_policy(members, policy, key=lambda s: (s.time, s.tags))
+            if not any(d.kept for d in judged):
+                raise InputError(
+                    f"these rules keep no snapshot of {key}: refusing to forget every one"
+                )
+            decisions += [replace(d, group=key) for d in judged]
     gone = [d.snapshot.id for d in decisions if not d.kept]
     if gone and not dry_run:
         # The pool first, then the ledger: when no member takes the new manifest, the
         # ledger still lists every snapshot, as the members' manifests do.
-        kept = sorted((d.snapshot for d in decisions if d.kept), key=lambda s: s.time)
+        left = set(gone)
+        kept = sorted((s for s in snaps if s.id not in left), key=lambda s: s.time)
         await republish(repo, kept, unless="nothing was forgotten")
         crash_point("forget-published")
         await repo.ledger.remove_snapshots(gone)

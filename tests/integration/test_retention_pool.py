@@ -220,3 +220,38 @@ async def test_every_snapshot_of_a_day_of_hourly_backups_survives_ransomware(
         target = tmp_path / f"restored-{snap[:8]}"
         owner.cli("restore", snap, "--target", str(target))
         assert describe(target / str(source).lstrip("/")) == want
+
+
+def test_two_backup_jobs_each_keep_their_last_snapshot_through_forget_and_prune(
+    pool: list[Daemon], tmp_path: Path
+) -> None:
+    """restic's default grouping, through the command line of a real pool: an hourly
+    photos job and a daily documents job; ``forget --keep-last 1 --prune`` keeps the
+    last of each, filters and ids narrow what is considered."""
+    owner = pool[0]
+    photos, docs = tmp_path / "photos", tmp_path / "docs"
+    photos.mkdir()
+    docs.mkdir()
+    _write(photos, "img", 3, 20)
+    _write(docs, "doc", 2, 21)
+    first_photos = _backup(owner, photos)
+    last_docs = _backup(owner, docs)
+    _write(photos, "img-more", 1, 22)
+    last_photos = _backup(owner, photos)
+
+    only = owner.cli("forget", "--keep-last", "1", "--path", str(docs), "--dry-run")
+    assert [s["id"] for s in only["snapshots"]] == [last_docs]  # photos not considered
+    r = owner.cli("forget", "--keep-last", "1", "--prune")
+    groups = {s["group"] for s in r["snapshots"] if s["id"] in (last_docs, last_photos)}
+    assert len(groups) == 2
+    after = {s["id"] for s in owner.cli("snapshots")}
+    assert {last_photos, last_docs} <= after
+    assert first_photos not in after
+    for source, snap in ((photos, last_photos), (docs, last_docs)):
+        target = tmp_path / f"restored-{source.name}"
+        owner.cli("restore", snap, "--target", str(target))
+        assert describe(target / str(source).lstrip("/")) == describe(source)
+
+    gone = owner.cli("forget", last_docs[:8])
+    assert [(s["id"], s["kept"]) for s in gone["snapshots"]] == [(last_docs, False)]
+    assert last_docs not in {s["id"] for s in owner.cli("snapshots")}

@@ -24,6 +24,7 @@ from peerbak.services.backup import run_backup
 from peerbak.services.check import run_check
 from peerbak.services.prune import forget, prune
 from peerbak.services.repository import Repository
+from peerbak.services.restore import run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
 from tests.services import _care as care
@@ -387,3 +388,67 @@ async def test_a_prune_killed_after_repacking_changed_nothing_and_runs_again_who
     assert (await run_check(repo, None, True))["ok"]
     with pytest.raises(NotFoundError, match="no snapshot"):
         await repo.find_snapshot(first)
+
+
+async def _jobs(repo: Repository, mempool: MemoryPool, tmp_path: Path) -> dict[str, list[str]]:
+    """Two backup jobs, as the trap needs: photos hourly, documents once, then photos
+    twice more; returns each job's snapshot ids, oldest first."""
+    photos, docs = tmp_path / "photos", tmp_path / "docs"
+    care.write_files(photos, "img", 3, seed=1)
+    care.write_files(docs, "doc", 2, seed=2)
+    jobs: dict[str, list[str]] = {"photos": [], "docs": []}
+    for job in ("photos", "docs", "photos", "photos"):
+        if job == "photos":
+            care.write_files(photos, f"img{len(jobs['photos'])}", 1, seed=9 + len(jobs["photos"]))
+        out = await run_backup(repo, [tmp_path / job], code=(2, 4), pack_size=64 << 10)
+        jobs[job].append(str(out["snapshot_id"]))
+        mempool.clock.advance(3600)
+    return jobs
+
+
+async def test_keep_last_one_keeps_the_last_of_each_backup_job_and_prune_keeps_it_whole(
+    repo: Repository, mempool: MemoryPool, tmp_path: Path
+) -> None:
+    jobs = await _jobs(repo, mempool, tmp_path)
+    decisions = await forget(repo, LAST)
+    assert {str(d.group) for d in decisions} == {
+        f"host [owner-host], paths [{tmp_path / 'photos'}]",
+        f"host [owner-host], paths [{tmp_path / 'docs'}]",
+    }
+    await prune(repo)
+    assert await _ids(repo) == sorted([jobs["photos"][-1], jobs["docs"][-1]])
+    for job in ("photos", "docs"):
+        target = tmp_path / f"out-{job}"
+        out = await run_restore(repo, jobs[job][-1][:8], target)
+        assert out["exit_code"] == 0
+        assert describe(target / str(tmp_path / job).lstrip("/")) == describe(tmp_path / job)
+
+
+async def test_one_group_for_all_forgets_across_jobs_only_when_asked(
+    repo: Repository, mempool: MemoryPool, tmp_path: Path
+) -> None:
+    jobs = await _jobs(repo, mempool, tmp_path)
+    decisions = await forget(repo, LAST, group_by=frozenset(), dry_run=True)
+    assert [d.snapshot.id.hex() for d in decisions if d.kept] == [jobs["photos"][-1]]
+    assert len(await _ids(repo)) == 4  # a dry run
+    await forget(repo, LAST, group_by=frozenset())
+    assert await _ids(repo) == [jobs["photos"][-1]]
+
+
+async def test_selection_and_ids_forget_only_what_they_name(
+    repo: Repository, mempool: MemoryPool, tmp_path: Path
+) -> None:
+    jobs = await _jobs(repo, mempool, tmp_path)
+    only_docs = prune_module.Selection(paths=(str(tmp_path / "docs"),))
+    decisions = await forget(repo, LAST, only=only_docs)
+    assert [d.snapshot.id.hex() for d in decisions] == jobs["docs"]  # photos not considered
+    assert len(await _ids(repo)) == 4
+    assert await forget(repo, LAST, only=prune_module.Selection(hosts=("elsewhere",))) == []
+    gone = await forget(repo, KeepPolicy(), ids=[jobs["photos"][0][:8]])
+    assert [(d.snapshot.id.hex(), d.kept) for d in gone] == [(jobs["photos"][0], False)]
+    assert jobs["photos"][0] not in await _ids(repo)
+    with pytest.raises(InputError, match="not both"):
+        await forget(repo, LAST, ids=[jobs["photos"][1][:8]])
+    with pytest.raises(NotFoundError):
+        await forget(repo, KeepPolicy(), ids=["ffffffff"])
+    assert len(await _ids(repo)) == 3
