@@ -34,6 +34,7 @@ from peerbak.adapters.store import trashed_manifests
 from peerbak.core.config import Config, parse_config
 from peerbak.core.errors import ConfigError, Locked, StorageError
 from peerbak.core.ids import NodeId
+from peerbak.core.textcode import KIT_KEY_HEADING
 from peerbak.ports.workspace import Held
 
 ENV_HOME: Final = "PEERBAK_HOME"
@@ -205,7 +206,7 @@ class Home:
             "peerbak recovery kit\n"
             "====================\n\n"
             f"Node: {name or '(unnamed)'}  {node_id.hex()}\n\n"
-            "Recovery key:\n\n"
+            f"{KIT_KEY_HEADING}\n\n"
             f"    {key_text}\n\n"
             "With this key and the address of one friend in your pool, `peerbak recover`\n"
             "rebuilds this node (its identity, and then your backups) on a new machine.\n"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from peerbak.cli.kit import emit, home_call, home_path, run
 from peerbak.core.errors import InputError
+from peerbak.core.textcode import KEY_FILE_MAX
 
 if TYPE_CHECKING:
     pass
@@ -100,7 +100,8 @@ def recover(
     def go() -> dict[str, Any]:
         if key_file:
             try:
-                key = Path(key_file).read_text()
+                with open(key_file, encoding="utf-8", errors="replace") as f:
+                    key = f.read(KEY_FILE_MAX + 1)  # the key, or the kit init wrote
             except OSError as exc:
                 raise InputError(f"cannot read {key_file}: {exc.strerror}") from None
         else:

@@ -28,6 +28,8 @@ __all__ = [
     "ERASURE",
     "RECOVERY_KEY_CHARS",
     "RECOVERY_KEY_MAX_INPUT",
+    "KIT_KEY_HEADING",
+    "recovery_key_text",
     "RECOVERY_KEY_PARITY",
     "RECOVERY_KEY_VERSION",
     "SECRET_LEN",
@@ -284,6 +286,27 @@ def encode_recovery_key(secret: bytes) -> str:
     secret = bytes(secret)
     payload = bytes([RECOVERY_KEY_VERSION]) + secret + _check(RECOVERY_KEY_VERSION, secret)
     return encode_text(payload, parity=RECOVERY_KEY_PARITY)
+
+
+#: The line of the recovery kit (``init`` writes it) after which the key stands.
+KIT_KEY_HEADING: Final = "Recovery key:"
+#: Characters of a key file read at most: the kit is about 600.
+KEY_FILE_MAX: Final = 64 * 1024
+
+
+def recovery_key_text(text: str) -> str:
+    """The recovery key in what the user gave: the key itself, or the recovery kit
+    ``init`` wrote (the first line after "Recovery key:")."""
+    if len(text) > KEY_FILE_MAX:
+        raise InputError(f"a key file of {len(text)} characters is not a recovery kit")
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == KIT_KEY_HEADING:
+            key = next((rest.strip() for rest in lines[i + 1 :] if rest.strip()), "")
+            if not key:
+                raise InputError("the recovery kit has no key after its heading")
+            return key
+    return text.strip()
 
 
 def decode_recovery_key(text: str) -> RecoveryKey:

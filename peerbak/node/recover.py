@@ -40,7 +40,7 @@ from peerbak.core.errors import (
     RemoteProtocolError,
 )
 from peerbak.core.objects import Manifest
-from peerbak.core.textcode import decode_recovery_key
+from peerbak.core.textcode import decode_recovery_key, recovery_key_text
 from peerbak.node.compose import open_repository
 from peerbak.services.recovery import rebuild_from_pool
 
@@ -107,11 +107,15 @@ async def recover(
     lan: bool = True,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
-    secret = decode_recovery_key(key_text).secret
+    """A node rebuilt in ``root`` from its recovery key (or the kit holding it); its
+    name, unless given, is the one the pool's roster keeps for it."""
+    secret = decode_recovery_key(recovery_key_text(key_text)).secret
     keys = NodeKeys.derive(secret)
     if (root / "node.secret").exists():
         raise ConfigError(f"a node already exists at {root}: recover into a new home")
     member, roster, first = await _trusted(keys, address, timeout)
+    mine = roster.record(bytes(keys.node_id))
+    name = name or (mine.name if mine is not None else "")
     text = default_config_text(name, port, listen=listen, lan=lan)
     # Built beside its final place and renamed into it once whole: a recovery that
     # fails half way leaves no half-made node (and can simply be run again).

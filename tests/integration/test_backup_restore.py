@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from peerbak.adapters.home import Home
 from peerbak.tools.sample import differences, make_tree
 from tests.integration.nodes import Daemon, peerbak
 
@@ -140,12 +141,28 @@ def test_restore_with_two_friends_killed_is_identical(world: World) -> None:
     assert not list(target.rglob("*.partial"))
 
 
-def test_disaster_recovery_from_the_key_and_one_friend(world: World) -> None:
+def _typos(key: str, count: int) -> str:
+    """``key`` with ``count`` characters mistyped (letters and digits swapped for others)."""
+    chars = list(key)
+    spots = [i for i, c in enumerate(chars) if c.isalnum()][5::17][:count]
+    for i in spots:
+        chars[i] = "a" if chars[i] != "a" else "b"
+    assert "".join(chars) != key
+    return "".join(chars)
+
+
+def test_disaster_recovery_from_the_kit_and_one_friend(world: World) -> None:
+    """The recovery kit ``init`` wrote, as it is, with three characters of its key
+    mistyped (as read off a printed page): the node, its name and its backups return."""
     key = world.owner.info["recovery_key"]
+    name = Home.open(world.owner.home).config().node.name
+    assert name
+    kit = (world.owner.home / "recovery-kit.txt").read_text()
+    assert key in kit
     world.owner.kill()
     shutil.rmtree(world.owner.home)
-    key_file = world.base / "key.txt"
-    key_file.write_text(key)
+    key_file = world.base / "recovery-kit.txt"
+    key_file.write_text(kit.replace(key, _typos(key, 3)))
     survivor = world.friends[1]
     address = f"127.0.0.1:{survivor.status()['port']}"
     info = peerbak(
@@ -169,3 +186,4 @@ def test_disaster_recovery_from_the_key_and_one_friend(world: World) -> None:
     peerbak(world.owner.home, "restore", "latest", "--target", str(target), timeout=900)
     assert differences(world.source, _restored(world, target)) == []
     assert os.stat(world.owner.home / "node.secret").st_mode & 0o777 == 0o600
+    assert Home.open(world.owner.home).config().node.name == name  # from the pool's roster

@@ -6,13 +6,17 @@ import base64
 import contextlib
 import random
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from peerbak.adapters.home import Home
+from peerbak.core.crypto import NodeKeys
 from peerbak.core.errors import InputError, PeerbakError
 from peerbak.core.textcode import (
+    KEY_FILE_MAX,
     RECOVERY_KEY_CHARS,
     RECOVERY_KEY_MAX_INPUT,
     RECOVERY_KEY_PARITY,
@@ -28,6 +32,7 @@ from peerbak.core.textcode import (
     decode_text,
     encode_recovery_key,
     encode_text,
+    recovery_key_text,
     text_length,
 )
 
@@ -458,3 +463,19 @@ def test_invite_sized_token_with_typos() -> None:
     got = decode_text("".join(chars).upper(), parity=20, max_chars=2000)
     assert got.payload == token
     assert 5 <= got.corrected <= 10
+
+
+def test_the_key_is_read_from_the_kit_init_writes_or_alone(tmp_path: Path) -> None:
+    secret = bytes(range(32))
+    key = encode_recovery_key(secret)
+    home = Home(tmp_path)
+    txt, _ = home.write_recovery_kit(key, NodeKeys.derive(secret).node_id, "laptop")
+    kit = txt.read_text()
+    assert len(kit) > RECOVERY_KEY_MAX_INPUT  # the kit alone would be refused as a key
+    assert recovery_key_text(kit) == key
+    assert decode_recovery_key(recovery_key_text(kit)).secret == secret
+    assert recovery_key_text(f"  {key}\n") == key
+    with pytest.raises(InputError, match="no key"):
+        recovery_key_text("Recovery key:\n\n   \n")
+    with pytest.raises(InputError):
+        recovery_key_text("x" * (KEY_FILE_MAX + 1))
