@@ -110,6 +110,14 @@ class StorageError(PeerbakError):
     code = "storage"
 
 
+class NameRefused(StorageError):
+    """The restore target's file system cannot hold a name the snapshot has (too long,
+    or characters it does not allow): that entry is left out and named, the rest is
+    restored, and the command exits 3 as restic does when it did not do everything."""
+
+    exit_code = 3
+
+
 class NotFoundError(PeerbakError):
     """The object asked for does not exist (a shard, a snapshot, a member)."""
 
@@ -190,6 +198,7 @@ ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     PeerUnavailable,
     LedgerError,
     StorageError,
+    NameRefused,
     NotFoundError,
     ConflictError,
     Locked,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hashlib
 import os
 import stat
 import threading
@@ -32,6 +34,7 @@ import pathspec
 from peerbak.core import objects
 from peerbak.core.errors import (
     IntegrityError,
+    NameRefused,
     NotEnoughShares,
     NotFoundError,
     PeerbakError,
@@ -46,6 +49,10 @@ from peerbak.services.target import TargetDir, check_name
 #: Packs fetched and written at once: 3 × (16 MiB pack + k shards) in memory.
 IN_FLIGHT: Final = 3
 PARTIAL: Final = ".partial"
+#: The longest name most file systems hold (bytes): a temporary name never exceeds it.
+NAME_MAX: Final = 255
+#: Errors that say the target cannot hold a name: only that entry fails.
+_NAME_ERRORS: Final = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
 #: Files are planned (their chunks located) in batches of about this many chunks.
 PLAN_BATCH: Final = 4000
 
@@ -59,6 +66,7 @@ class RestoreStats:
     plan_seconds: float = 0.0
     failed_packs: int = 0
     incomplete: int = 0
+    refused: int = 0  # entries whose names the target file system cannot hold
     #: The error class of a failed pack (NotEnoughShares first): the exit code.
     error_class: type[PeerbakError] | None = None
     errors: list[str] = field(default_factory=list)
@@ -82,6 +90,7 @@ class Restorer:
         self._dir: TargetDir | None = None
         self._queued: list[tuple[bytes, Entry]] = []
         self._queued_chunks = 0
+        self._refused: set[int] = set()  # files refused before all their chunks were written
 
     def close(self) -> None:
         self._plan.close()
@@ -94,6 +103,19 @@ class Restorer:
         return self._dir
 
     # -- phase 1: trees and the plan -----------------------------------------------------------
+
+    def _refuse(self, path: bytes, exc: OSError) -> None:
+        """Leave out one entry the target cannot hold (by name), say so, and go on."""
+        if exc.errno not in _NAME_ERRORS:
+            raise exc
+        with self._lock:
+            self.stats.refused += 1
+            self.stats.errors.append(
+                f"{os.fsdecode(path)}: not restored, the target cannot hold this name "
+                f"({exc.strerror})"
+            )
+            if self.stats.error_class is None:
+                self.stats.error_class = NameRefused
 
     def _wanted(self, rel: str, is_dir: bool) -> bool:
         if self.include is None:
@@ -200,7 +222,10 @@ class Restorer:
     def _make_dirs(self) -> None:
         """Every directory, shallowest first (writers make the ones they need as well)."""
         for path, _ in self._plan.dirs(deepest_first=False):
-            self.dir.make_dir(path)
+            try:
+                self.dir.make_dir(path)
+            except OSError as exc:
+                self._refuse(path, exc)  # what is inside fails on its own, named
 
     def _write_pack(self, record: PackRecord, data: bytes) -> None:
         targets, paths = self._plan.targets(bytes(record.pack_id))
@@ -210,8 +235,16 @@ class Restorer:
         counts: dict[int, int] = defaultdict(int)
         for entry, plain in read_blobs(self.repo.keys, data, record):
             for ident, offset in wanted.pop(bytes(entry.ident), ()):
+                if ident in self._refused:
+                    continue
                 # Made by its first chunk; packs write one file's chunks in parallel.
-                fd = self.dir.open_file(_partial(paths[ident]))
+                try:
+                    fd = self.dir.open_file(_partial(paths[ident]))
+                except OSError as exc:
+                    self._refuse(paths[ident], exc)
+                    with self._lock:
+                        self._refused.add(ident)
+                    continue
                 try:
                     os.pwrite(fd, plain, offset)
                 finally:
@@ -230,24 +263,41 @@ class Restorer:
 
     def _finish(self, ident: int, path: bytes, entry: Entry) -> None:
         partial = _partial(path)
-        fd = self.dir.open_file(partial)
         try:
-            os.ftruncate(fd, entry.size)  # a stale .partial may have been longer
-            self._attributes(fd, entry)
-        finally:
-            os.close(fd)
-        self.dir.replace(partial, path)
+            fd = self.dir.open_file(partial)
+            try:
+                os.ftruncate(fd, entry.size)  # a stale .partial may have been longer
+                self._attributes(fd, entry)
+            finally:
+                os.close(fd)
+            self.dir.replace(partial, path)
+        except OSError as exc:
+            self._refuse(path, exc)
+            with contextlib.suppress(OSError):
+                self.dir.remove(partial)
+            return
         links = self._plan.links(ident) if entry.links > 1 else []
+        made = 0
         for link in links:
-            self.dir.link(path, link)
+            try:
+                self.dir.link(path, link)
+                made += 1
+            except OSError as exc:
+                self._refuse(link, exc)
         with self._lock:
             self.stats.files += 1
             self.stats.bytes += entry.size
-            self.stats.links += len(links)
+            self.stats.links += made
 
     # -- phase 3: what has no contents -----------------------------------------------------
 
     def _special(self, path: bytes, entry: Entry) -> None:
+        try:
+            self._make_special(path, entry)
+        except OSError as exc:
+            self._refuse(path, exc)
+
+    def _make_special(self, path: bytes, entry: Entry) -> None:
         uid, gid = (entry.uid, entry.gid) if self._am_root else (-1, -1)
         if entry.type is NodeType.SYMLINK:
             self.dir.symlink(path, entry.target, uid, gid, entry.mtime_ns)
@@ -284,7 +334,12 @@ class Restorer:
         for path, raw in self._plan.later():
             self._special(path, _entry(raw))
         for path, raw in self._plan.dirs(deepest_first=True):
-            fd = self.dir.open_dir(path)
+            try:
+                fd = self.dir.open_dir(path)
+            except OSError as exc:
+                if exc.errno not in _NAME_ERRORS:
+                    raise
+                continue  # refused when it was made, and said so then
             try:
                 self._attributes(fd, _entry(raw))
             finally:
@@ -313,6 +368,7 @@ class Restorer:
             await asyncio.gather(made, fetching, return_exceptions=True)
             raise
         count, example = self._plan.unfinished()
+        count -= len(self._refused)  # named already, not lost chunks
         if count and not self.stats.failed_packs:
             raise IntegrityError(
                 f"{count} files did not get all their chunks, e.g. {os.fsdecode(example)}",
@@ -330,7 +386,13 @@ class Restorer:
 
 
 def _partial(path: bytes) -> bytes:
-    return path + PARTIAL.encode()
+    """Where a file is written before its final name: beside it, ``NAME.partial``, or a
+    short name of its hash when that would pass NAME_MAX (a 250-byte name is legal)."""
+    head, sep, name = path.rpartition(b"/")
+    if len(name) + len(PARTIAL) <= NAME_MAX:
+        return path + PARTIAL.encode()
+    digest = hashlib.blake2b(name, digest_size=12).hexdigest()
+    return head + sep + f".peerbak-{digest}{PARTIAL}".encode()
 
 
 async def run_restore(
@@ -364,6 +426,7 @@ async def run_restore(
         "down": {(m.name or m.link.node.short): m.error for m in repo.members.values() if not m.up},
         "failed_packs": stats.failed_packs,
         "incomplete_files": stats.incomplete,
+        "names_refused": stats.refused,
         "exit_code": stats.error_class.exit_code if stats.error_class else 0,
         "errors": stats.errors[:100],
     }

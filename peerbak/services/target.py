@@ -157,6 +157,11 @@ class TargetDir:
                 remove(parent, name)
                 os.replace(src_name, name, src_dir_fd=parent, dst_dir_fd=parent)
 
+    def remove(self, rel: bytes) -> None:
+        """Remove whatever stands at ``rel`` (a temporary file of an entry left out)."""
+        with self.parent(rel) as (parent, name):
+            remove(parent, name, missing_ok=True)
+
     def link(self, existing: bytes, new: bytes) -> None:
         """Hard link ``new`` to the restored file ``existing``, replacing what is there."""
         with self.parent(existing) as (src_parent, src_name), self.parent(new) as (parent, name):

@@ -313,3 +313,70 @@ async def test_a_file_a_pack_completed_early_keeps_its_bytes(
     out = await run_restore(repo, "latest", tmp_path / "out")
     assert (restored(tmp_path / "out", src) / "a.bin").read_bytes() == (src / "a.bin").read_bytes()
     assert out["files_restored"] == 2
+
+
+def _legal_but_awkward(src: Path) -> dict[str, bytes]:
+    """A 255-byte name, a path of about 4,000 bytes, names with a newline and a tab:
+    all legal on Linux, each a file whose bytes say which it is."""
+    made: dict[str, bytes] = {}
+    long_name = "n" * 251 + ".txt"  # 255 bytes: NAME_MAX exactly
+    deep = src.joinpath(*(f"{i:02}" + "d" * 197 for i in range(20)))  # 20 × 200 bytes
+    for path in (src / long_name, src / "line\nbreak", src / "tab\there", deep / "leaf"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = os.fsencode(str(path))
+        path.write_bytes(body)
+        made[str(path)] = body
+    assert len(os.fsencode(str((deep / "leaf").relative_to(src)))) > 4000
+    return made
+
+
+def _read(root: Path, rel: Path) -> bytes:
+    """A file's bytes, reached a directory at a time (the whole path may pass PATH_MAX)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in rel.parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        leaf = os.open(rel.parts[-1], os.O_RDONLY, dir_fd=fd)
+        try:
+            return os.read(leaf, 1 << 20)
+        finally:
+            os.close(leaf)
+    finally:
+        os.close(fd)
+
+
+async def test_every_legal_name_restores_and_a_refused_one_fails_alone(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot also holds a name no Linux file system accepts (300 bytes, as
+    another system's backup could): only that file is left out, named, with exit 3."""
+    from peerbak.services import archiver
+
+    src = tmp_path / "src"
+    made = _legal_but_awkward(src)
+    write(src / "refuse-me", 1000, seed=3)
+    write(src / "plain.bin", 70_000, seed=4)
+    real_entry = archiver.Archiver._entry
+
+    def entry(name: bytes, *args: object, **kwargs: object) -> object:
+        return real_entry(b"r" * 300 if name == b"refuse-me" else name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archiver.Archiver, "_entry", staticmethod(entry))
+    await run_backup(repo, [src], code=CODE, pack_size=PACK)
+    monkeypatch.undo()
+
+    target = tmp_path / "out"
+    out = await run_restore(repo, "latest", target)
+    assert out["exit_code"] == 3
+    assert out["names_refused"] == 1
+    assert out["files_restored"] == len(made) + 1  # all but the refused one
+    assert any("r" * 300 in e and "cannot hold this name" in e for e in out["errors"])
+    root = restored(target, src)
+    for path, body in made.items():
+        assert _read(root, Path(path).relative_to(src)) == body
+    assert (root / "plain.bin").read_bytes() == (src / "plain.bin").read_bytes()
+    left = [f for _, _, files, _ in os.fwalk(target) for f in files]  # by descriptor
+    assert len(left) == len(made) + 1
+    assert not [f for f in left if f.endswith(".partial") or f.startswith(".peerbak-")]
