@@ -118,6 +118,13 @@ class NameRefused(StorageError):
     exit_code = 3
 
 
+class Unmatched(PeerbakError):
+    """A pattern the user gave (restore's ``--include``) matched nothing: the rest was
+    done, the command exits 3 and names the pattern."""
+
+    exit_code = 3
+
+
 class NotFoundError(PeerbakError):
     """The object asked for does not exist (a shard, a snapshot, a member)."""
 
@@ -199,6 +206,7 @@ ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     LedgerError,
     StorageError,
     NameRefused,
+    Unmatched,
     NotFoundError,
     ConflictError,
     Locked,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from peerbak.core import objects
-from peerbak.core.errors import InputError
+from peerbak.core.errors import NotFoundError
 from peerbak.core.ids import ChunkId
 from peerbak.core.objects import Snapshot, Summary
 from peerbak.core.pack import PackRecord, Shard
@@ -82,14 +82,21 @@ async def run_backup(
     the writer's lock (``repo.home.lock("backup")``); the snapshot's time is the
     repository's clock."""
     started = time.monotonic()
-    sources = []
+    sources: list[Path] = []
+    missing: list[Path] = []
     for p in paths:
         path = Path(os.path.abspath(p))
-        if not os.path.lexists(path):
-            raise InputError(f"{p}: no such file or directory")
-        sources.append(path)
+        (sources if os.path.lexists(path) else missing).append(path)
+    if not sources:
+        raise NotFoundError(
+            "nothing to back up: " + ", ".join(f"{m}: no such file or directory" for m in missing)
+        )
     spec = exclude_spec(list(excludes))
+    skipped = [f"{m}: no such file or directory, skipped" for m in missing]
+    for message in skipped:  # as restic does: the rest is backed up, and the exit is 3
+        warn(message)
     return await _backup(
+        skipped,
         repo,
         sources,
         spec,
@@ -106,6 +113,7 @@ async def run_backup(
 
 
 async def _backup(  # noqa: PLR0915 - the steps above, in order
+    skipped: list[str],
     repo: Repository,
     sources: list[Path],
     spec: Excludes | None,
@@ -165,6 +173,8 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
         warn=warn,
         cancelled=cancelled,
     )
+    archiver.progress.errors += len(skipped)
+    archiver.progress.warnings += skipped
 
     def walk() -> ChunkId:
         try:

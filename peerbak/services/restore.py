@@ -39,6 +39,7 @@ from peerbak.core.errors import (
     NotFoundError,
     PeerbakError,
     StorageError,
+    Unmatched,
 )
 from peerbak.core.objects import Entry, NodeType, Snapshot, Tree
 from peerbak.core.pack import PackRecord
@@ -83,6 +84,13 @@ class Restorer:
         self.repo = repo
         self.target = target
         self.include = pathspec.GitIgnoreSpec.from_lines(include) if include else None
+        # Each positive pattern on its own, until it matches something: one that never
+        # does is named at the end (a typo must not look like an empty snapshot).
+        self._unmatched = {
+            text: pathspec.GitIgnoreSpec.from_lines([text])
+            for text in include or ()
+            if text.strip() and not text.startswith(("!", "#"))
+        }
         self.stats = RestoreStats()
         self._plan = repo.ledger.restore_plan()
         self._am_root = os.geteuid() == 0
@@ -120,7 +128,12 @@ class Restorer:
     def _wanted(self, rel: str, is_dir: bool) -> bool:
         if self.include is None:
             return True
-        return self.include.match_file(rel + "/" if is_dir else rel)
+        key = rel + "/" if is_dir else rel
+        if not self.include.match_file(key):
+            return False
+        for text in [t for t, spec in self._unmatched.items() if spec.match_file(key)]:
+            del self._unmatched[text]
+        return True
 
     async def _walk(self, tree_id: bytes, here: bytes, rel: str, forced: bool) -> bool:
         """Plan what is wanted below ``here`` (relative to the target); True when anything
@@ -351,7 +364,16 @@ class Restorer:
     async def run(self, snapshot: Snapshot) -> RestoreStats:
         self._dir = TargetDir(self.target)
         t0 = time.monotonic()
-        await self._walk(snapshot.tree, b"", "", False)
+        wanted = await self._walk(snapshot.tree, b"", "", False)
+        if self.include is not None and not wanted:
+            raise NotFoundError(
+                "nothing in snapshot "
+                f"{snapshot.id.hex()[:8]} matches --include {' '.join(self._unmatched) or '…'}"
+            )
+        for text in self._unmatched:
+            self.stats.errors.append(f"--include {text!r} matches nothing in this snapshot")
+            if self.stats.error_class is None:
+                self.stats.error_class = Unmatched
         await self._plan_queued()
         self._plan.planned()
         self.stats.plan_seconds = time.monotonic() - t0
@@ -435,7 +457,8 @@ async def run_restore(
 async def list_tree(
     repo: Repository, snapshot: Snapshot, below: str = "/"
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every entry of a snapshot under ``below``, depth first, as ``ls --json`` rows."""
+    """Every entry of a snapshot under ``below``, depth first, as ``ls --json`` rows;
+    NotFoundError if the snapshot has nothing at ``below``."""
     below = "/" + below.strip("/") if below.strip("/") else "/"
 
     async def walk(tree_id: bytes, prefix: str) -> AsyncIterator[dict[str, Any]]:
@@ -449,8 +472,14 @@ async def list_tree(
                 async for row in walk(entry.subtree, path):
                     yield row
 
+    found = False
     async for row in walk(snapshot.tree, ""):
+        found = True
         yield row
+    if not found and below != "/":
+        raise NotFoundError(
+            f"{below}: no such file or directory in snapshot {snapshot.id.hex()[:8]}"
+        )
 
 
 def _row(path: str, entry: Entry) -> dict[str, Any]:

@@ -480,11 +480,23 @@ def test_restore_of_an_unknown_snapshot_exits_66(pool: Pool) -> None:
     )
 
 
-def test_backup_of_a_missing_path_exits_64(pool: Pool) -> None:
+def test_backup_of_only_missing_paths_is_not_found(pool: Pool) -> None:
     out = _raw(pool, "backup", *SHARDS, "/does/not/exist")
-    assert out.returncode == 64, out.stderr
+    assert out.returncode == 66, out.stderr
     line = _one_clean_line(out)
     assert "/does/not/exist" in line
+
+
+def test_a_missing_path_among_others_is_skipped_named_and_exits_3(pool: Pool) -> None:
+    """As restic: the paths that exist are backed up, the snapshot saved, exit 3."""
+    src = pool.base / "sources" / "partly"
+    pool.write(src / "kept.bin", 5000)
+    out = _raw(pool, "backup", *SHARDS, str(src), "/does/not/exist")
+    assert out.returncode == 3, out.stderr
+    assert "/does/not/exist: no such file or directory, skipped" in out.stderr
+    assert "Traceback" not in out.stderr
+    latest = pool.owner.cli("snapshots")[-1]
+    assert latest["paths"] == [str(src)]
 
 
 @pytest.mark.parametrize("shards", ["5/3", "3/3", "0/3", "two/three", "2/3,3/5"])

@@ -18,7 +18,7 @@ import pytest
 
 from peerbak.adapters.store import _Incoming
 from peerbak.core.crypto import BlobType
-from peerbak.core.errors import InputError, PeerUnavailable
+from peerbak.core.errors import NotFoundError, PeerUnavailable
 from peerbak.core.ids import ShardKey
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.services import archiver, index
@@ -239,8 +239,14 @@ async def test_excludes_leave_out_what_they_match_and_nothing_else(
     files = sorted(str(p.relative_to(got)) for p in got.rglob("*") if p.is_file())
     assert files == sorted(keep)
 
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(NotFoundError, match="no such file"):  # nothing at all to back up
         await run_backup(repo, [src / "missing"], code=CODE)
+    warned: list[str] = []
+    partly = await run_backup(repo, [src, src / "missing"], code=CODE, warn=warned.append)
+    assert warned == [f"{src / 'missing'}: no such file or directory, skipped"]
+    assert partly["errors"] == 1  # the CLI exits 3
+    assert partly["snapshot_id"]  # the rest is saved
+    assert (await repo.find_snapshot("latest")).paths == [str(src)]
 
 
 async def test_an_unreadable_file_is_a_warning_and_an_error_and_the_rest_is_saved(

@@ -18,9 +18,10 @@ from peerbak.core.crypto import BlobType
 from peerbak.core.errors import NotEnoughShares, NotFoundError
 from peerbak.core.objects import NodeType, Tree
 from peerbak.core.pack import PackRecord
+from peerbak.services import archiver
 from peerbak.services.backup import run_backup
 from peerbak.services.repository import Repository
-from peerbak.services.restore import Restorer, run_restore
+from peerbak.services.restore import Restorer, list_tree, run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe, make_tree
 from tests.services.kit import damage, node, restored, write
@@ -203,9 +204,9 @@ async def test_include_patterns_restore_only_what_they_match_and_the_dirs_above(
     assert files(tmp_path / "docs") == ["docs/c.txt", "docs/d.bin", "docs/sub/e.bin"]
     for rel in files(tmp_path / "docs"):
         assert (restored(tmp_path / "docs", src) / rel).read_bytes() == (src / rel).read_bytes()
-    out = await run_restore(repo, "latest", tmp_path / "none", include=["*.nothing"])
-    assert out["files_restored"] == 0
-    assert files(tmp_path / "none") == []
+    with pytest.raises(NotFoundError, match="matches --include"):  # not a silent 0 files
+        await run_restore(repo, "latest", tmp_path / "none", include=["*.nothing"])
+    assert not (tmp_path / "none").exists() or files(tmp_path / "none") == []
 
 
 def _state(root: Path) -> dict[str, tuple[object, ...]]:
@@ -352,8 +353,6 @@ async def test_every_legal_name_restores_and_a_refused_one_fails_alone(
 ) -> None:
     """The snapshot also holds a name no Linux file system accepts (300 bytes, as
     another system's backup could): only that file is left out, named, with exit 3."""
-    from peerbak.services import archiver
-
     src = tmp_path / "src"
     made = _legal_but_awkward(src)
     write(src / "refuse-me", 1000, seed=3)
@@ -380,3 +379,35 @@ async def test_every_legal_name_restores_and_a_refused_one_fails_alone(
     left = [f for _, _, files, _ in os.fwalk(target) for f in files]  # by descriptor
     assert len(left) == len(made) + 1
     assert not [f for f in left if f.endswith(".partial") or f.startswith(".peerbak-")]
+
+
+async def test_an_include_that_matches_nothing_is_named_and_nothing_at_all_is_not_found(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write(src / "a.py", 1000, seed=1)
+    write(src / "b.txt", 1000, seed=2)
+    await run_backup(repo, [src], code=CODE)
+    out = await run_restore(repo, "latest", tmp_path / "one", ["*.py", "*.nosuch"])
+    assert out["exit_code"] == 3
+    assert out["files_restored"] == 1
+    assert out["errors"] == ["--include '*.nosuch' matches nothing in this snapshot"]
+    assert (restored(tmp_path / "one", src) / "a.py").exists()
+    with pytest.raises(NotFoundError, match="matches --include"):
+        await run_restore(repo, "latest", tmp_path / "none", ["*.nosuch"])
+    clean = await run_restore(repo, "latest", tmp_path / "all", ["*.py", "*.txt"])
+    assert (clean["exit_code"], clean["errors"]) == (0, [])
+
+
+async def test_ls_of_a_path_the_snapshot_lacks_is_not_found(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write(src / "d" / "a.bin", 100, seed=1)
+    (src / "empty").mkdir()
+    await run_backup(repo, [src], code=CODE)
+    snap = await repo.find_snapshot("latest")
+    rows = [r["path"] async for r in list_tree(repo, snap, str(src / "empty"))]
+    assert rows == [str(src / "empty")]  # an empty directory is there: no error
+    with pytest.raises(NotFoundError, match="no such file"):
+        _ = [r async for r in list_tree(repo, snap, str(src / "nothing"))]
