@@ -265,8 +265,13 @@ def _keep_options(fn: Any) -> Any:
             help=f"Keep the last N {name} snapshots (-1: all).",
         )(fn)
     for name in reversed(WITHIN_RULES):
+        period = {"hourly": "hour", "daily": "day", "weekly": "week", "monthly": "month"}.get(
+            name.removeprefix("within-"), "year"
+        )
+        what = "every snapshot" if name == "within" else f"the newest snapshot of each {period}"
         fn = click.option(
-            f"--keep-{name}", help="Keep those within this long of the newest, e.g. 1y2m3d4h."
+            f"--keep-{name}",
+            help=f"Keep {what} within this long of the newest, e.g. 1y2m3d4h.",
         )(fn)
     return click.option(
         "--keep-tag", multiple=True, help="Keep snapshots with all these tags (a,b)."
