@@ -15,8 +15,11 @@ from peerbak.cli.kit import (
     human_size,
     parse_pairs,
     parse_size,
+    plural,
     repo_call,
     run,
+    selection,
+    selection_options,
     when,
 )
 from peerbak.core.errors import InputError, PartialBackup, PartialRestore
@@ -179,22 +182,39 @@ def backup(
 
 
 @click.command()
-@click.option("--tag", multiple=True, help="Only snapshots with this tag.")
+@selection_options
+@click.option("--latest", type=int, default=0, help="Only the last N of each host and path set.")
 @click.option("--json", "as_json", is_flag=True)
-def snapshots(tag: tuple[str, ...], as_json: bool) -> None:
-    """List this node's snapshots."""
+def snapshots(
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    latest: int,
+    as_json: bool,
+) -> None:
+    """List this node's snapshots (those the filters select)."""
+    from peerbak.core.retention import GROUP_BY_DEFAULT, group
+
+    only = selection(hosts, paths, tags)
 
     async def go(repo: Repository) -> list[dict[str, Any]]:
-        return [
-            _snapshot_row(s) for s in await repo.snapshots() if not tag or set(tag) & set(s.tags)
-        ]
+        chosen = [s for s in await repo.snapshots() if s in only]
+        if latest > 0:
+            groups = group(chosen, GROUP_BY_DEFAULT, key=lambda s: (s.hostname, s.paths, s.tags))
+            last = {
+                s.id
+                for _, members in groups
+                for s in sorted(members, key=lambda s: s.time)[-latest:]
+            }
+            chosen = [s for s in chosen if s.id in last]
+        return [_snapshot_row(s) for s in chosen]
 
     rows = repo_call(as_json, go)
     if as_json:
         click.echo(json.dumps(rows))
         return
     emit_table(
-        f"{len(rows)} snapshots",
+        plural(len(rows), "snapshot"),
         ["id", "time", "host", "tags", "paths", "files", "size", "k/n"],
         (
             (
@@ -234,14 +254,29 @@ def _snapshot_row(s: Any) -> dict[str, Any]:
 @click.argument("snapshot")
 @click.argument("path", required=False, default="/")
 @click.option("-l", "--long", "long_", is_flag=True, help="Mode, size and time too.")
+@selection_options
 @click.option("--json", "as_json", is_flag=True)
-def ls(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
-    """List the files of SNAPSHOT (below PATH)."""
+def ls(
+    snapshot: str,
+    path: str,
+    long_: bool,
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """List the files of SNAPSHOT (below PATH; SNAPSHOT:DIR works too, and latest is the
+    newest of those the filters select)."""
+    from peerbak.core.selection import split_ref
     from peerbak.services.restore import list_tree
 
+    ref, sub = split_ref(snapshot)
+    only = selection(hosts, paths, tags)
+
     async def go(repo: Repository) -> list[dict[str, Any]]:
-        snap = await repo.find_snapshot(snapshot)
-        return [row async for row in list_tree(repo, snap, path)]
+        snap = await repo.find_snapshot(ref, only)
+        below = sub + ("/" + path.strip("/") if path.strip("/") else "") if sub else path
+        return [row async for row in list_tree(repo, snap, below)]
 
     rows = repo_call(as_json, go)
     for row in rows:
@@ -257,13 +292,25 @@ def ls(snapshot: str, path: str, long_: bool, as_json: bool) -> None:
 @click.argument("snapshot")
 @click.option("-t", "--target", required=True, type=click.Path(file_okay=False))
 @click.option("-i", "--include", multiple=True, help="Only paths matching (gitignore style).")
+@selection_options
 @click.option("--json", "as_json", is_flag=True)
-def restore(snapshot: str, target: str, include: tuple[str, ...], as_json: bool) -> None:
-    """Restore SNAPSHOT (an id prefix, or latest) into --target DIR."""
+def restore(
+    snapshot: str,
+    target: str,
+    include: tuple[str, ...],
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Restore SNAPSHOT (an id prefix, or latest: the newest of those the filters
+    select) into --target DIR; SNAPSHOT:DIR restores that directory's contents."""
     from peerbak.services.restore import run_restore
 
+    only = selection(hosts, paths, tags)
     summary = repo_call(
-        as_json, lambda repo: run_restore(repo, snapshot, Path(target), list(include) or None)
+        as_json,
+        lambda repo: run_restore(repo, snapshot, Path(target), list(include) or None, only),
     )
     code = summary.pop("exit_code")
     if as_json:

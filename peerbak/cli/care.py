@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,8 @@ from peerbak.cli.kit import (
     pool_call,
     repo_call,
     run,
+    selection,
+    selection_options,
     when,
 )
 from peerbak.core.errors import (
@@ -314,9 +315,7 @@ def _keep_policy(keep: dict[str, Any]) -> Any:
     help="Apply the rules to each group of snapshots with the same host, paths and/or tags "
     "(comma-separated; '' for one group of all).",
 )
-@click.option("--host", "hosts", multiple=True, help="Only snapshots of this host.")
-@click.option("--path", "paths", multiple=True, help="Only snapshots that include this path.")
-@click.option("--tag", "tags", multiple=True, help="Only snapshots with these tags (a,b).")
+@selection_options
 @click.option("--prune", "and_prune", is_flag=True, help="Then delete what no kept snapshot uses.")
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
 @click.option("--json", "as_json", is_flag=True)
@@ -335,17 +334,12 @@ def forget(
     (by default: each host and path set, so every backup job keeps its own); --prune
     then deletes what no kept snapshot uses."""
     from peerbak.core.retention import parse_group_by
-    from peerbak.services.prune import Selection
     from peerbak.services.prune import forget as run_forget
     from peerbak.services.prune import prune as run_prune
 
     policy = run(as_json, lambda: _keep_policy(keep))
     by = run(as_json, lambda: parse_group_by(group_by))
-    only = Selection(
-        hosts=hosts,
-        paths=tuple(os.path.abspath(p) for p in paths),
-        tags=tuple(frozenset(t for t in spec.split(",") if t) for spec in tags),
-    )
+    only = selection(hosts, paths, tags)
 
     async def go(repo: Repository) -> dict[str, Any]:
         decisions = await run_forget(

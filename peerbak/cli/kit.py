@@ -278,6 +278,30 @@ def when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
+def selection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """restic's ``--host``, ``--path`` and ``--tag`` filters (see :func:`selection`)."""
+    fn = click.option("--tag", "tags", multiple=True, help="Only snapshots with these tags (a,b).")(
+        fn
+    )
+    fn = click.option(
+        "--path", "paths", multiple=True, help="Only snapshots that include this path."
+    )(fn)
+    return click.option("--host", "hosts", multiple=True, help="Only snapshots of this host.")(fn)
+
+
+def selection(hosts: tuple[str, ...], paths: tuple[str, ...], tags: tuple[str, ...]) -> Any:
+    """The :class:`~peerbak.core.selection.Selection` the filter options describe."""
+    import os
+
+    from peerbak.core.selection import Selection
+
+    return Selection(
+        hosts=hosts,
+        paths=tuple(os.path.abspath(p) for p in paths),
+        tags=tuple(frozenset(t for t in spec.split(",") if t) for spec in tags),
+    )
+
+
 def plural(count: int, noun: str) -> str:
     """``1 snapshot``, ``2 snapshots``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -36,6 +36,7 @@ from peerbak.core.errors import InputError
 from peerbak.core.objects import Snapshot, Tree
 from peerbak.core.pack import PackRecord
 from peerbak.core.retention import GROUP_BY_DEFAULT, Decision, KeepPolicy, apply_policy, group
+from peerbak.core.selection import EVERY, Selection
 from peerbak.ports.ledger import IdSet
 from peerbak.services.fetch import read_blobs
 from peerbak.services.index import META_PACK, republish
@@ -66,32 +67,12 @@ class PruneReport:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Which snapshots a command considers, as restic's ``--host``, ``--path`` and
-    ``--tag`` say: any of the hosts, every one of the paths, any of the tag lists
-    (each list all its tags). Empty: every snapshot."""
-
-    hosts: tuple[str, ...] = ()
-    paths: tuple[str, ...] = ()
-    tags: tuple[frozenset[str], ...] = ()
-
-    def __contains__(self, snap: object) -> bool:
-        if not isinstance(snap, Snapshot):
-            return False
-        if self.hosts and snap.hostname not in self.hosts:
-            return False
-        if self.paths and not set(self.paths) <= set(snap.paths):
-            return False
-        return not self.tags or any(wanted <= set(snap.tags) for wanted in self.tags)
-
-
 async def forget(
     repo: Repository,
     policy: KeepPolicy,
     *,
     group_by: frozenset[str] = GROUP_BY_DEFAULT,
-    only: Selection = Selection(),
+    only: Selection = EVERY,
     ids: Sequence[str] = (),
     dry_run: bool = False,
 ) -> list[Decision[Snapshot]]:

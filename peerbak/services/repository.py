@@ -36,6 +36,7 @@ from peerbak.core.ids import ShardKey
 from peerbak.core.objects import IndexPack, Manifest, ManifestBody, Snapshot
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.core.placement import Candidate, default_code, place
+from peerbak.core.selection import EVERY, Selection
 from peerbak.ports import ShardInfo
 from peerbak.ports import ledger as ports_ledger
 from peerbak.ports.ledger import UNPUBLISHED_DOOM
@@ -419,13 +420,17 @@ class Repository:
             objects.decode(body, Snapshot, "snapshot") for body in await self.ledger.snapshots()
         ]
 
-    async def find_snapshot(self, text: str) -> Snapshot:
-        """By id prefix, or ``latest``."""
+    async def find_snapshot(self, text: str, only: Selection = EVERY) -> Snapshot:
+        """By id prefix, or ``latest``: the newest of those ``only`` selects (an id
+        names its snapshot whatever the selection)."""
         snaps = await self.snapshots()
         if text == "latest":
-            if not snaps:
-                raise NotFoundError("there are no snapshots yet")
-            return max(snaps, key=lambda s: s.time)
+            chosen = [s for s in snaps if s in only]
+            if not chosen:
+                raise NotFoundError(
+                    "there are no snapshots yet" if not only else f"no snapshot of {only}"
+                )
+            return max(chosen, key=lambda s: s.time)
         found = [s for s in snaps if s.id.hex().startswith(text.lower())]
         if len(found) != 1:
             raise NotFoundError(

@@ -43,6 +43,7 @@ from peerbak.core.errors import (
 )
 from peerbak.core.objects import Entry, NodeType, Snapshot, Tree
 from peerbak.core.pack import PackRecord
+from peerbak.core.selection import EVERY, Selection, split_ref
 from peerbak.services.fetch import FetchReport, read_blobs
 from peerbak.services.repository import Repository
 from peerbak.services.target import TargetDir, check_name
@@ -361,10 +362,12 @@ class Restorer:
 
     # -- the whole ---------------------------------------------------------------------------
 
-    async def run(self, snapshot: Snapshot) -> RestoreStats:
+    async def run(self, snapshot: Snapshot, subpath: str = "") -> RestoreStats:
+        """The snapshot, or the contents of its directory ``subpath``, into the target."""
+        root = await subtree(self.repo, snapshot, subpath) if subpath else snapshot.tree
         self._dir = TargetDir(self.target)
         t0 = time.monotonic()
-        wanted = await self._walk(snapshot.tree, b"", "", False)
+        wanted = await self._walk(root, b"", "", False)
         if self.include is not None and not wanted:
             raise NotFoundError(
                 "nothing in snapshot "
@@ -418,14 +421,21 @@ def _partial(path: bytes) -> bytes:
 
 
 async def run_restore(
-    repo: Repository, snapshot_ref: str, target: Path, include: list[str] | None = None
+    repo: Repository,
+    snapshot_ref: str,
+    target: Path,
+    include: list[str] | None = None,
+    only: Selection = EVERY,
 ) -> dict[str, Any]:
+    """Restore ``snapshot_ref`` (an id prefix or ``latest`` of what ``only`` selects,
+    with ``:/sub/dir`` for that directory's contents alone) into ``target``."""
     started = time.monotonic()
     await repo.probe()
-    snapshot = await repo.find_snapshot(snapshot_ref)
+    ref, subpath = split_ref(snapshot_ref)
+    snapshot = await repo.find_snapshot(ref, only)
     restorer = Restorer(repo, target, include)
     try:
-        stats = await restorer.run(snapshot)
+        stats = await restorer.run(snapshot, subpath)
     except OSError as exc:
         raise StorageError(f"cannot write under {target}: {exc}") from None
     finally:
@@ -452,6 +462,19 @@ async def run_restore(
         "exit_code": stats.error_class.exit_code if stats.error_class else 0,
         "errors": stats.errors[:100],
     }
+
+
+async def subtree(repo: Repository, snapshot: Snapshot, path: str) -> bytes:
+    """The tree of directory ``path`` in the snapshot, or NotFoundError."""
+    tree_id = bytes(snapshot.tree)
+    for name in [os.fsencode(p) for p in path.strip("/").split("/") if p]:
+        raw = await repo.read_blob(tree_id)
+        entries = objects.decode(raw, Tree, "tree", tree_id.hex()[:12]).entries
+        found = next((e for e in entries if e.name == name), None)
+        if found is None or found.type is not NodeType.DIR:
+            raise NotFoundError(f"{path}: no such directory in snapshot {snapshot.id.hex()[:8]}")
+        tree_id = bytes(found.subtree)
+    return tree_id
 
 
 async def list_tree(

@@ -9,6 +9,7 @@ the holders keep it all in their trash, and `undelete` brings the tree back.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import shutil
 import time
@@ -238,6 +239,20 @@ def test_two_backup_jobs_each_keep_their_last_snapshot_through_forget_and_prune(
     last_docs = _backup(owner, docs)
     _write(photos, "img-more", 1, 22)
     last_photos = _backup(owner, photos)
+
+    listed = owner.cli("snapshots", "--path", str(docs))
+    assert [s["id"] for s in listed] == [last_docs]
+    newest = owner.cli("snapshots", "--latest", "1", "--path", str(photos))
+    assert [s["id"] for s in newest] == [last_photos]
+    listing = owner.cli("ls", f"latest:{photos}", "--path", str(photos), check=False)
+    rows = [json.loads(line) for line in listing.stdout.splitlines()]  # a row a line
+    assert sorted(r["path"].rsplit("/", 1)[1] for r in rows if r["type"] == "file") == sorted(
+        p.name for p in photos.iterdir()
+    )
+    whole = tmp_path / "photos-only"
+    owner.cli("restore", "latest", "--path", str(photos), "--target", str(whole))
+    assert not (whole / str(docs).lstrip("/")).exists()  # latest of photos, not of any
+    assert describe(whole / str(photos).lstrip("/")) == describe(photos)
 
     only = owner.cli("forget", "--keep-last", "1", "--path", str(docs), "--dry-run")
     assert [s["id"] for s in only["snapshots"]] == [last_docs]  # photos not considered

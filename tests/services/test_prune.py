@@ -18,6 +18,7 @@ from peerbak.core.errors import InputError, NotFoundError, PeerUnavailable
 from peerbak.core.health import DAY
 from peerbak.core.pack import PackRecord
 from peerbak.core.retention import KeepPolicy
+from peerbak.core.selection import Selection
 from peerbak.ports.ledger import UNPUBLISHED_DOOM
 from peerbak.services import prune as prune_module
 from peerbak.services.backup import run_backup
@@ -439,11 +440,11 @@ async def test_selection_and_ids_forget_only_what_they_name(
     repo: Repository, mempool: MemoryPool, tmp_path: Path
 ) -> None:
     jobs = await _jobs(repo, mempool, tmp_path)
-    only_docs = prune_module.Selection(paths=(str(tmp_path / "docs"),))
+    only_docs = Selection(paths=(str(tmp_path / "docs"),))
     decisions = await forget(repo, LAST, only=only_docs)
     assert [d.snapshot.id.hex() for d in decisions] == jobs["docs"]  # photos not considered
     assert len(await _ids(repo)) == 4
-    assert await forget(repo, LAST, only=prune_module.Selection(hosts=("elsewhere",))) == []
+    assert await forget(repo, LAST, only=Selection(hosts=("elsewhere",))) == []
     gone = await forget(repo, KeepPolicy(), ids=[jobs["photos"][0][:8]])
     assert [(d.snapshot.id.hex(), d.kept) for d in gone] == [(jobs["photos"][0], False)]
     assert jobs["photos"][0] not in await _ids(repo)

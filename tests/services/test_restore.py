@@ -18,6 +18,7 @@ from peerbak.core.crypto import BlobType
 from peerbak.core.errors import NotEnoughShares, NotFoundError
 from peerbak.core.objects import NodeType, Tree
 from peerbak.core.pack import PackRecord
+from peerbak.core.selection import Selection
 from peerbak.services import archiver
 from peerbak.services.backup import run_backup
 from peerbak.services.repository import Repository
@@ -411,3 +412,26 @@ async def test_ls_of_a_path_the_snapshot_lacks_is_not_found(
     assert rows == [str(src / "empty")]  # an empty directory is there: no error
     with pytest.raises(NotFoundError, match="no such file"):
         _ = [r async for r in list_tree(repo, snap, str(src / "nothing"))]
+
+
+async def test_latest_of_a_path_set_and_a_directory_of_a_snapshot(
+    repo: Repository, mempool: MemoryPool, tmp_path: Path
+) -> None:
+    """``latest`` with ``--path`` is the newest snapshot of that job, not of any; and
+    ``SNAPSHOT:DIR`` restores that directory's contents into the target."""
+    photos, docs = tmp_path / "photos", tmp_path / "docs"
+    write(photos / "2026" / "cat.jpg", 3000, seed=1)
+    write(docs / "cv.txt", 300, seed=2)
+    first = await run_backup(repo, [photos], code=CODE)
+    mempool.clock.advance(60)
+    await run_backup(repo, [docs], code=CODE)
+    only = Selection(paths=(str(photos),))
+    assert (await repo.find_snapshot("latest", only)).id.hex() == first["snapshot_id"]
+    out = await run_restore(repo, f"latest:{photos}/2026", tmp_path / "out", only=only)
+    assert out["snapshot_id"] == first["snapshot_id"]
+    assert (tmp_path / "out" / "cat.jpg").read_bytes() == (photos / "2026" / "cat.jpg").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cat.jpg"]
+    with pytest.raises(NotFoundError, match="no such directory"):
+        await run_restore(repo, f"latest:{photos}/nowhere", tmp_path / "none", only=only)
+    with pytest.raises(NotFoundError, match="no snapshot of host elsewhere"):
+        await repo.find_snapshot("latest", Selection(hosts=("elsewhere",)))
