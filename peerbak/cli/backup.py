@@ -89,8 +89,22 @@ def _clock(seconds: float) -> str:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--files-from",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="File of paths to back up, one per line (# comments), besides PATHS.",
+)
 @click.option("-e", "--exclude", multiple=True, help="Gitignore-style pattern to leave out.")
+@click.option("--iexclude", multiple=True, help="As --exclude, ignoring case.")
+@click.option(
+    "--exclude-if-present",
+    multiple=True,
+    help="Leave out directories holding this file (NAME or NAME:first-line).",
+)
+@click.option("--exclude-caches", is_flag=True, help="Leave out directories with a CACHEDIR.TAG.")
+@click.option("--exclude-larger-than", help="Leave out files larger than this, e.g. 2GiB.")
 @click.option(
     "--exclude-file",
     multiple=True,
@@ -105,7 +119,12 @@ def _clock(seconds: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Status and summary as JSON lines.")
 def backup(
     paths: tuple[str, ...],
+    files_from: tuple[str, ...],
     exclude: tuple[str, ...],
+    iexclude: tuple[str, ...],
+    exclude_if_present: tuple[str, ...],
+    exclude_caches: bool,
+    exclude_larger_than: str | None,
     exclude_file: tuple[str, ...],
     one_file_system: bool,
     tag: tuple[str, ...],
@@ -125,15 +144,31 @@ def backup(
         else:
             click.echo(("\n" if progress.shown else "") + f"warning: {message}", err=True)
 
+    def lines_of(name: str, what: str) -> list[str]:
+        try:
+            return Path(name).read_text().splitlines()
+        except OSError as exc:
+            raise InputError(f"cannot read {what} {name}: {exc.strerror}") from None
+
     def options() -> dict[str, Any]:
         patterns = list(exclude)
         for name in exclude_file:
-            try:
-                patterns += Path(name).read_text().splitlines()
-            except OSError as exc:
-                raise InputError(f"cannot read exclude file {name}: {exc.strerror}") from None
+            patterns += lines_of(name, "exclude file")
+        listed = [
+            line.strip()
+            for name in files_from
+            for line in lines_of(name, "--files-from file")
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        if not paths and not listed:
+            raise InputError("give PATHS to back up, or --files-from with paths in it")
         return {
+            "paths": [Path(p) for p in (*paths, *listed)],
             "excludes": patterns,
+            "iexcludes": list(iexclude),
+            "exclude_if_present": list(exclude_if_present),
+            "exclude_caches": exclude_caches,
+            "exclude_larger_than": parse_size(exclude_larger_than) if exclude_larger_than else 0,
             "one_file_system": one_file_system,
             "tags": list(tag),
             "dry_run": dry_run,
@@ -146,7 +181,6 @@ def backup(
     async def go(repo: Repository) -> dict[str, Any]:
         return await run_backup(
             repo,
-            [Path(p) for p in paths],
             on_status=progress if as_json or progress.tty else None,
             warn=warn,
             **chosen,

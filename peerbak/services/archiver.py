@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import pathspec
 
@@ -57,38 +58,94 @@ class Progress:
     warnings: list[str] = field(default_factory=list)
 
 
-class Excludes:
-    """Gitignore-style patterns (``--exclude``, ``--exclude-file``).
+#: ``--exclude-caches``: a directory holding this file with this first line is a cache
+#: (https://bford.info/cachedir/), as restic and borg honour it.
+CACHEDIR_TAG: Final = ("CACHEDIR.TAG", b"Signature: 8a477f597d28d172789f06886806bc55")
 
-    A pattern is matched against the path below the backed-up directory's parent (so
+
+class Excludes:
+    """What a backup leaves out, as restic's options say.
+
+    Gitignore-style patterns (``--exclude``, ``--exclude-file``; ``--iexclude`` ignoring
+    case) are matched against the path below the backed-up directory's parent (so
     ``Photos/tmp/`` and ``*.tmp`` work as in a ``.gitignore`` there); a pattern that
     starts with ``/`` is matched against the absolute path (``/home/me/.cache``), as
     restic does. Directories above a backed-up path never count: ``build/`` does not
-    exclude all of ``/home/build/proj``.
+    exclude all of ``/home/build/proj``. A directory holding one of ``if_present``
+    (``NAME`` or ``NAME:first line``; ``--exclude-if-present``, ``--exclude-caches``)
+    is left out, and so is a file larger than ``larger_than`` bytes (0: no limit).
     """
 
-    def __init__(self, patterns: list[str]) -> None:
-        lines = [p.strip() for p in patterns if p.strip() and not p.lstrip().startswith("#")]
-        absolute = [p for p in lines if p.lstrip("!").startswith("/")]
-        relative = [p for p in lines if not p.lstrip("!").startswith("/")]
-        try:
-            self._rel = pathspec.GitIgnoreSpec.from_lines(relative)
-            self._abs = pathspec.GitIgnoreSpec.from_lines(absolute)
-        except (ValueError, TypeError) as exc:
-            raise InputError(f"bad exclude pattern: {exc}") from None
-        self.empty = not lines
+    def __init__(
+        self,
+        patterns: list[str],
+        *,
+        ipatterns: list[str] | None = None,
+        if_present: list[tuple[str, bytes]] | None = None,
+        larger_than: int = 0,
+    ) -> None:
+        def specs(lines: list[str]) -> tuple[pathspec.GitIgnoreSpec, pathspec.GitIgnoreSpec]:
+            absolute = [p for p in lines if p.lstrip("!").startswith("/")]
+            relative = [p for p in lines if not p.lstrip("!").startswith("/")]
+            try:
+                return (
+                    pathspec.GitIgnoreSpec.from_lines(relative),
+                    pathspec.GitIgnoreSpec.from_lines(absolute),
+                )
+            except (ValueError, TypeError) as exc:
+                raise InputError(f"bad exclude pattern: {exc}") from None
 
-    def excluded(self, path: Path, root: Path, is_dir: bool) -> bool:
+        lines = _lines(patterns)
+        ilines = [p.lower() for p in _lines(ipatterns or [])]
+        self._rel, self._abs = specs(lines)
+        self._irel, self._iabs = specs(ilines)
+        self._if_present = list(if_present or [])
+        self._larger_than = larger_than
+        self.empty = not (lines or ilines or self._if_present or larger_than)
+
+    def excluded(self, path: Path, root: Path, info: os.stat_result) -> bool:
+        is_dir = stat.S_ISDIR(info.st_mode)
         slash = "/" if is_dir else ""
-        rel = os.fsdecode(path.relative_to(root.parent))
-        return bool(
-            self._rel.match_file(rel + slash)
-            or self._abs.match_file(os.fsdecode(path).lstrip("/") + slash)
-        )
+        rel = os.fsdecode(path.relative_to(root.parent)) + slash
+        absolute = os.fsdecode(path).lstrip("/") + slash
+        if self._rel.match_file(rel) or self._abs.match_file(absolute):
+            return True
+        if self._irel.match_file(rel.lower()) or self._iabs.match_file(absolute.lower()):
+            return True
+        if is_dir:
+            return any(_holds(path, name, head) for name, head in self._if_present)
+        return 0 < self._larger_than < info.st_size and stat.S_ISREG(info.st_mode)
 
 
-def exclude_spec(patterns: list[str]) -> Excludes | None:
-    spec = Excludes(patterns)
+def _lines(patterns: list[str]) -> list[str]:
+    return [p.strip() for p in patterns if p.strip() and not p.lstrip().startswith("#")]
+
+
+def _holds(directory: Path, name: str, head: bytes) -> bool:
+    """``directory`` has a file ``name`` (beginning with ``head``, if given)."""
+    try:
+        with open(directory / name, "rb") as f:
+            return not head or f.read(len(head)) == head
+    except OSError:
+        return False
+
+
+def parse_if_present(spec: str) -> tuple[str, bytes]:
+    """``--exclude-if-present NAME[:HEADER]`` as restic takes it."""
+    name, _, head = spec.partition(":")
+    if not name or "/" in name:
+        raise InputError(f"--exclude-if-present wants a file name, not {spec!r}")
+    return name, head.encode()
+
+
+def exclude_spec(
+    patterns: list[str],
+    *,
+    ipatterns: list[str] | None = None,
+    if_present: list[tuple[str, bytes]] | None = None,
+    larger_than: int = 0,
+) -> Excludes | None:
+    spec = Excludes(patterns, ipatterns=ipatterns, if_present=if_present, larger_than=larger_than)
     return None if spec.empty else spec
 
 
@@ -189,7 +246,7 @@ class Archiver:
             except OSError as exc:
                 self._fail(child, exc)
                 continue
-            if self._excluded(child, root, stat.S_ISDIR(info.st_mode)):
+            if self._excluded(child, root, info):
                 continue
             entry = self._describe(child, name, info, root, root_dev, cached, seen)
             if entry is not None:
@@ -198,8 +255,8 @@ class Archiver:
             self._cache.store(key, seen)
         return self._tree(entries)
 
-    def _excluded(self, path: Path, root: Path, is_dir: bool) -> bool:
-        return self._excludes is not None and self._excludes.excluded(path, root, is_dir)
+    def _excluded(self, path: Path, root: Path, info: os.stat_result) -> bool:
+        return self._excludes is not None and self._excludes.excluded(path, root, info)
 
     def _describe(  # noqa: PLR0911 - one return per kind of entry
         self,
@@ -384,7 +441,7 @@ def scan(
                 except OSError:
                     continue
                 is_dir = stat.S_ISDIR(info.st_mode)
-                if excludes is not None and excludes.excluded(path, root, is_dir):
+                if excludes is not None and excludes.excluded(path, root, info):
                     continue
                 if is_dir:
                     if not (one_file_system and info.st_dev != root_dev):

@@ -32,7 +32,15 @@ from peerbak.core.ids import ChunkId
 from peerbak.core.objects import Snapshot, Summary
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.ports import CachedFile
-from peerbak.services.archiver import Archiver, Excludes, ScanTotals, exclude_spec, scan
+from peerbak.services.archiver import (
+    CACHEDIR_TAG,
+    Archiver,
+    Excludes,
+    ScanTotals,
+    exclude_spec,
+    parse_if_present,
+    scan,
+)
 from peerbak.services.index import META_PACK, Made, store, write_index
 from peerbak.services.packer import KnownChunks, Packer
 from peerbak.services.repository import DATA, META, Repository, crash_point
@@ -69,6 +77,10 @@ async def run_backup(
     paths: list[Path],
     *,
     excludes: Sequence[str] = (),
+    iexcludes: Sequence[str] = (),
+    exclude_if_present: Sequence[str] = (),
+    exclude_caches: bool = False,
+    exclude_larger_than: int = 0,
     one_file_system: bool = False,
     tags: Sequence[str] = (),
     dry_run: bool = False,
@@ -91,7 +103,13 @@ async def run_backup(
         raise NotFoundError(
             "nothing to back up: " + ", ".join(f"{m}: no such file or directory" for m in missing)
         )
-    spec = exclude_spec(list(excludes))
+    present = [parse_if_present(s) for s in exclude_if_present]
+    spec = exclude_spec(
+        list(excludes),
+        ipatterns=list(iexcludes),
+        if_present=present + ([CACHEDIR_TAG] if exclude_caches else []),
+        larger_than=exclude_larger_than,
+    )
     skipped = [f"{m}: no such file or directory, skipped" for m in missing]
     for message in skipped:  # as restic does: the rest is backed up, and the exit is 3
         warn(message)

@@ -542,3 +542,32 @@ def test_one_file_system_keeps_the_mount_point_but_not_what_is_mounted(pool: Poo
         assert "mnt/elsewhere.txt" in _rel(pool.ls(every["snapshot_id"]), src)
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_files_from_and_restic_exclusions_through_the_command_line(pool: Pool) -> None:
+    src = pool.source("restic-flags")
+    for rel in ["a.txt", "sub/b.txt", "Tmp/C.TMP", "cache/blob", "skip/x", "big.bin"]:
+        pool.write(src / rel, 2_000_000 if rel == "big.bin" else 700)
+    (src / "cache" / "CACHEDIR.TAG").write_bytes(b"Signature: 8a477f597d28d172789f06886806bc55")
+    (src / "skip" / ".nobackup").write_text("")
+    listing = pool.base / "files-from.txt"
+    listing.write_text(f"# the job's paths\n{src / 'a.txt'}\n\n{src / 'sub'}\n")
+    only = pool.backup("--files-from", str(listing))
+    assert only["files_new"] == 2
+    s = pool.backup(
+        str(src),
+        "--iexclude",
+        "*.tmp",
+        "--exclude-if-present",
+        ".nobackup",
+        "--exclude-caches",
+        "--exclude-larger-than",
+        "1MiB",
+    )
+    target = pool.base / "restored-restic-flags"
+    pool.restore(s["snapshot_id"], target)
+    got = target / str(src).lstrip("/")
+    assert sorted(str(p.relative_to(got)) for p in got.rglob("*") if p.is_file()) == [
+        "a.txt",
+        "sub/b.txt",
+    ]

@@ -18,7 +18,7 @@ import pytest
 
 from peerbak.adapters.store import _Incoming
 from peerbak.core.crypto import BlobType
-from peerbak.core.errors import NotFoundError, PeerUnavailable
+from peerbak.core.errors import InputError, NotFoundError, PeerUnavailable
 from peerbak.core.ids import ShardKey
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.services import archiver, index
@@ -452,3 +452,33 @@ async def test_a_request_to_a_member_while_a_shard_is_put_to_it_does_not_fail_th
     assert asked
     assert summary["members_up"] == 5
     assert all(m.up for m in repo.members.values()), [m.error for m in repo.members.values()]
+
+
+async def test_restic_exclusions_leave_out_what_they_say_and_nothing_else(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """--iexclude, --exclude-if-present, --exclude-caches and --exclude-larger-than."""
+    src = tmp_path / "src"
+    keep = ["notes.txt", "photos/cat.jpg", "build/keep-me.txt"]
+    for rel in [*keep, "IMG/BIG.JPG.TMP", "node_modules/x.js", "cache/blob", "big.iso"]:
+        write(src / rel, 3_000_000 if rel == "big.iso" else 500, seed=len(rel))
+    (src / "node_modules" / ".nobackup").write_text("")
+    (src / "cache" / "CACHEDIR.TAG").write_bytes(archiver.CACHEDIR_TAG[1] + b"\n# made by a tool\n")
+    (src / "build" / "CACHEDIR.TAG").write_text("not the signature: not a cache\n")
+    out = await run_backup(
+        repo,
+        [src],
+        code=CODE,
+        iexcludes=["*.tmp"],
+        exclude_if_present=[".nobackup"],
+        exclude_caches=True,
+        exclude_larger_than=1_000_000,
+    )
+    assert out["errors"] == 0
+    back = await run_restore(repo, "latest", tmp_path / "out")
+    got = restored(tmp_path / "out", src)
+    files = sorted(str(p.relative_to(got)) for p in got.rglob("*") if p.is_file())
+    assert files == sorted([*keep, "build/CACHEDIR.TAG"])
+    assert back["exit_code"] == 0
+    with pytest.raises(InputError, match="file name"):
+        await run_backup(repo, [src], code=CODE, exclude_if_present=["a/b"])
