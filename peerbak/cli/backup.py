@@ -326,12 +326,14 @@ def ls(
 @click.argument("snapshot")
 @click.option("-t", "--target", required=True, type=click.Path(file_okay=False))
 @click.option("-i", "--include", multiple=True, help="Only paths matching (gitignore style).")
+@click.option("-e", "--exclude", multiple=True, help="Not paths matching (gitignore style).")
 @selection_options
 @click.option("--json", "as_json", is_flag=True)
 def restore(
     snapshot: str,
     target: str,
     include: tuple[str, ...],
+    exclude: tuple[str, ...],
     hosts: tuple[str, ...],
     paths: tuple[str, ...],
     tags: tuple[str, ...],
@@ -344,7 +346,9 @@ def restore(
     only = selection(hosts, paths, tags)
     summary = repo_call(
         as_json,
-        lambda repo: run_restore(repo, snapshot, Path(target), list(include) or None, only),
+        lambda repo: run_restore(
+            repo, snapshot, Path(target), list(include) or None, only, list(exclude) or None
+        ),
     )
     code = summary.pop("exit_code")
     if as_json:

@@ -81,10 +81,17 @@ def _entry(raw: bytes) -> Entry:
 class Restorer:
     """Restores one snapshot into ``target``; ``close`` removes its plan."""
 
-    def __init__(self, repo: Repository, target: Path, include: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        target: Path,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+    ) -> None:
         self.repo = repo
         self.target = target
         self.include = pathspec.GitIgnoreSpec.from_lines(include) if include else None
+        self.exclude = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
         # Each positive pattern on its own, until it matches something: one that never
         # does is named at the end (a typo must not look like an empty snapshot).
         self._unmatched = {
@@ -146,7 +153,10 @@ class Restorer:
             name = os.fsdecode(check_name(entry.name))
             path = here + b"/" + entry.name if here else entry.name
             child_rel = f"{rel}/{name}"
-            if entry.type is NodeType.DIR:
+            is_dir = entry.type is NodeType.DIR
+            if self.exclude is not None and self.exclude.match_file(child_rel + "/" * is_dir):
+                continue  # and all below it
+            if is_dir:
                 take = forced or self._wanted(child_rel, True)
                 inside = await self._walk(entry.subtree, path, child_rel, take)
                 if take or inside:
@@ -426,6 +436,7 @@ async def run_restore(
     target: Path,
     include: list[str] | None = None,
     only: Selection = EVERY,
+    exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """Restore ``snapshot_ref`` (an id prefix or ``latest`` of what ``only`` selects,
     with ``:/sub/dir`` for that directory's contents alone) into ``target``."""
@@ -433,7 +444,7 @@ async def run_restore(
     await repo.probe()
     ref, subpath = split_ref(snapshot_ref)
     snapshot = await repo.find_snapshot(ref, only)
-    restorer = Restorer(repo, target, include)
+    restorer = Restorer(repo, target, include, exclude)
     try:
         stats = await restorer.run(snapshot, subpath)
     except OSError as exc:

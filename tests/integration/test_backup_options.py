@@ -571,3 +571,8 @@ def test_files_from_and_restic_exclusions_through_the_command_line(pool: Pool) -
         "a.txt",
         "sub/b.txt",
     ]
+    fewer = pool.base / "restored-restic-flags-exclude"
+    pool.restore(s["snapshot_id"], fewer, "--exclude", "sub/")
+    assert sorted(p.name for p in (fewer / str(src).lstrip("/")).rglob("*") if p.is_file()) == [
+        "a.txt"
+    ]

@@ -435,3 +435,22 @@ async def test_latest_of_a_path_set_and_a_directory_of_a_snapshot(
         await run_restore(repo, f"latest:{photos}/nowhere", tmp_path / "none", only=only)
     with pytest.raises(NotFoundError, match="no snapshot of host elsewhere"):
         await repo.find_snapshot("latest", Selection(hosts=("elsewhere",)))
+
+
+async def test_exclude_leaves_out_what_it_matches_and_all_below_it(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    for rel in ["a.txt", "a.log", "logs/b.txt", "keep/c.txt"]:
+        write(src / rel, 300, seed=len(rel))
+    await run_backup(repo, [src], code=CODE)
+    out = await run_restore(repo, "latest", tmp_path / "out", exclude=["*.log", "logs/"])
+    got = restored(tmp_path / "out", src)
+    assert sorted(str(p.relative_to(got)) for p in got.rglob("*") if p.is_file()) == [
+        "a.txt",
+        "keep/c.txt",
+    ]
+    assert not (got / "logs").exists()
+    assert (out["files_restored"], out["exit_code"]) == (2, 0)
+    both = await run_restore(repo, "latest", tmp_path / "both", ["*.txt"], exclude=["keep/"])
+    assert both["files_restored"] == 2  # a.txt and logs/b.txt
