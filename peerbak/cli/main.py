@@ -40,7 +40,7 @@ import sys
 import click
 
 from peerbak import __version__
-from peerbak.cli import backup, bench, care, node, pool
+from peerbak.cli import backup, bench, care, docs, node, pool
 from peerbak.cli.kit import EXIT_INTERRUPTED, exit_with
 
 
@@ -59,7 +59,14 @@ def cli(ctx: click.Context, debug: bool, home: str | None) -> None:
     ctx.obj = home
 
 
-for command in (*node.COMMANDS, *pool.COMMANDS, *backup.COMMANDS, *care.COMMANDS, *bench.COMMANDS):
+for command in (
+    *node.COMMANDS,
+    *pool.COMMANDS,
+    *backup.COMMANDS,
+    *care.COMMANDS,
+    *bench.COMMANDS,
+    *docs.COMMANDS,
+):
     cli.add_command(command)
 
 

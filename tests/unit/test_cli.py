@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -194,3 +197,43 @@ def test_sizes_on_the_command_line_read_as_in_the_config() -> None:
         assert parse_size(text) == config_size(text)
     with pytest.raises(InputError, match=r"try 256MiB or 2GiB"):
         parse_size("lots")
+
+
+def test_generate_writes_a_man_page_per_command_and_completions_that_complete(
+    tmp_path: Path,
+) -> None:
+    code, _, err = _run(
+        "generate", "--man", str(tmp_path / "man"), "--bash-completion", str(tmp_path / "pb.bash")
+    )
+    assert code == 0, err
+    pages = {p.name for p in (tmp_path / "man").iterdir()}
+    visible = {n for n, c in cli.commands.items() if not c.hidden}
+    assert {f"peerbak-{n}.1" for n in visible} | {"peerbak.1"} <= pages
+    backup_page = (tmp_path / "man" / "peerbak-backup.1").read_text()
+    assert backup_page.startswith(".TH PEERBAK-BACKUP 1")
+    assert "\\-\\-exclude\\-larger\\-than" in backup_page
+    if shutil.which("man"):
+        shown = subprocess.run(
+            ["man", "-l", str(tmp_path / "man" / "peerbak-forget.1")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "MANWIDTH": "100"},
+        ).stdout
+        assert "--group-by" in shown
+    assert "_PEERBAK_COMPLETE" in (tmp_path / "pb.bash").read_text()
+    done = subprocess.run(
+        [sys.executable, "-m", "peerbak"],
+        env={
+            **os.environ,
+            "COMP_WORDS": "peerbak ba",
+            "COMP_CWORD": "1",
+            "_PEERBAK_COMPLETE": "bash_complete",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "backup" in done.stdout
+    code, _, err = _run("generate")
+    assert code == 64, err
