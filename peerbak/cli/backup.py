@@ -371,6 +371,66 @@ def restore(
 
 
 @click.command()
+@click.argument("snapshot")
+@click.argument("path")
+@selection_options
+def dump(
+    snapshot: str, path: str, hosts: tuple[str, ...], paths: tuple[str, ...], tags: tuple[str, ...]
+) -> None:
+    """Write the file PATH of SNAPSHOT to standard output (a directory as a tar stream)."""
+    import sys
+
+    from peerbak.core.selection import split_ref
+    from peerbak.services.dump import dump as run_dump
+
+    ref, sub = split_ref(snapshot)
+    only = selection(hosts, paths, tags)
+    out = sys.stdout.buffer
+
+    async def go(repo: Repository) -> int:
+        snap = await repo.find_snapshot(ref, only)
+        return await run_dump(repo, snap, f"{sub}/{path.strip('/')}", out.write)
+
+    repo_call(False, go)
+    out.flush()
+
+
+@click.command()
+@click.argument("patterns", nargs=-1, required=True)
+@selection_options
+@click.option("--json", "as_json", is_flag=True)
+def find(
+    patterns: tuple[str, ...],
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Entries of every snapshot (the filters select) whose name matches a PATTERN
+    (shell wildcards; a pattern with a / matches the whole path)."""
+    from peerbak.services.dump import find as run_find
+
+    only = selection(hosts, paths, tags)
+
+    async def go(repo: Repository) -> list[dict[str, Any]]:
+        snaps = sorted((s for s in await repo.snapshots() if s in only), key=lambda s: s.time)
+        return [row async for row in run_find(repo, snaps, list(patterns))]
+
+    rows = repo_call(as_json, go)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    last = ""
+    for row in rows:
+        if row["snapshot"] != last:
+            last = row["snapshot"]
+            click.echo(f"snapshot {last[:8]}:")
+        click.echo(f"  {row['path']}  ({row['type']}, {human_size(row['size'])})")
+    if not rows:
+        click.echo("no match", err=True)
+
+
+@click.command()
 @click.argument("snapshot", required=False)
 @click.option("--json", "as_json", is_flag=True)
 def stats(snapshot: str | None, as_json: bool) -> None:
@@ -412,4 +472,4 @@ def stats(snapshot: str | None, as_json: bool) -> None:
     )
 
 
-COMMANDS = (backup, snapshots, ls, restore, stats)
+COMMANDS = (backup, snapshots, ls, restore, dump, find, stats)

@@ -9,6 +9,7 @@ Each test backs up a small tree of its own, so the tests do not depend on one an
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -16,6 +17,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -576,3 +578,35 @@ def test_files_from_and_restic_exclusions_through_the_command_line(pool: Pool) -
     assert sorted(p.name for p in (fewer / str(src).lstrip("/")).rglob("*") if p.is_file()) == [
         "a.txt"
     ]
+
+
+def _dump(pool: Pool, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``peerbak dump``: bytes on standard output."""
+    return subprocess.run(
+        [sys.executable, "-m", "peerbak", "--home", str(pool.owner.home), "dump", *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_dump_and_find_through_the_command_line(pool: Pool) -> None:
+    src = pool.source("dump")
+    pool.write(src / "db.sql", 300_000)
+    pool.write(src / "d" / "x.txt", 100)
+    s = pool.backup(str(src))
+    one = _dump(pool, "latest", str(src / "db.sql"))
+    assert one.returncode == 0, one.stderr
+    assert one.stdout == (src / "db.sql").read_bytes()
+    whole = _dump(pool, f"{s['snapshot_id'][:8]}:{src}", "d")
+    assert whole.returncode == 0, whole.stderr
+    with tarfile.open(fileobj=io.BytesIO(whole.stdout), mode="r:") as tar:
+        assert tar.getnames() == ["d", "d/x.txt"]
+        member = tar.extractfile("d/x.txt")
+        assert member is not None
+        assert member.read() == (src / "d" / "x.txt").read_bytes()
+    found = pool.owner.cli("find", "*.txt", "--path", str(src))
+    assert [r["path"] for r in found if r["snapshot"] == s["snapshot_id"]] == [
+        str(src / "d" / "x.txt")
+    ]
+    assert _dump(pool, "latest", str(src / "nope")).returncode == 66

@@ -1,0 +1,81 @@
+"""``dump`` and ``find`` against the in-process pool: a file's bytes across packs, a
+directory as a tar stream that extracts to the same tree, patterns across snapshots."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from peerbak.core.errors import NotFoundError
+from peerbak.services.backup import run_backup
+from peerbak.services.dump import dump, find
+from peerbak.services.repository import Repository
+from peerbak.tools.mempool import MemoryPool
+from peerbak.tools.sample import describe
+from tests.services.kit import write
+
+
+async def test_a_file_spanning_packs_dumps_byte_for_byte(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    big = write(src / "big.bin", 3_000_000, seed=1)  # several 64 KiB packs' worth of chunks
+    await run_backup(repo, [src], code=(2, 4), pack_size=64 << 10)
+    snap = await repo.find_snapshot("latest")
+    out = io.BytesIO()
+    assert await dump(repo, snap, str(big), out.write) == big.stat().st_size
+    assert out.getvalue() == big.read_bytes()
+    with pytest.raises(NotFoundError):
+        await dump(repo, snap, str(src / "nope"), out.write)
+
+
+async def test_a_directory_dumps_as_a_tar_of_the_same_tree(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write(src / "a.bin", 200_000, seed=2)
+    write(src / "d" / "b.txt", 10, seed=3)
+    (src / "empty").write_bytes(b"")
+    (src / "link").symlink_to("a.bin")
+    os.chmod(src / "d" / "b.txt", 0o640)
+    await run_backup(repo, [src], code=(2, 4))
+    snap = await repo.find_snapshot("latest")
+    out = io.BytesIO()
+    await dump(repo, snap, str(src), out.write)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue()), mode="r:") as tar:
+        tar.extractall(tmp_path / "x", filter="tar")
+
+    def without_ns(tree: dict[str, tuple[object, ...]]) -> dict[str, tuple[object, ...]]:
+        """Times to the microsecond: tar keeps them as decimal seconds."""
+        return {
+            k: tuple(x // 1000 if isinstance(x, int) and x > 10**15 else x for x in v)
+            for k, v in tree.items()
+        }
+
+    assert without_ns(describe(tmp_path / "x" / "src")) == without_ns(describe(src))
+
+
+async def test_find_matches_names_and_paths_across_snapshots(
+    repo: Repository, mempool: MemoryPool, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write(src / "notes.txt", 10, seed=1)
+    first = await run_backup(repo, [src], code=(2, 4))
+    mempool.clock.advance(60)
+    write(src / "d" / "more.txt", 10, seed=2)
+    write(src / "d" / "img.jpg", 10, seed=3)
+    second = await run_backup(repo, [src], code=(2, 4))
+    snaps = sorted(await repo.snapshots(), key=lambda s: s.time)
+    rows = [r async for r in find(repo, snaps, ["*.txt"])]
+    assert sorted((r["snapshot"], r["path"].rsplit("/", 1)[1]) for r in rows) == sorted(
+        [
+            (first["snapshot_id"], "notes.txt"),
+            (second["snapshot_id"], "notes.txt"),
+            (second["snapshot_id"], "more.txt"),
+        ]
+    )
+    by_path = [r async for r in find(repo, snaps, [f"{src}/d/*"])]
+    assert {r["path"] for r in by_path} == {f"{src}/d/more.txt", f"{src}/d/img.jpg"}
+    assert [r async for r in find(repo, snaps, ["*.nothing"])] == []
