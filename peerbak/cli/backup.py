@@ -431,6 +431,35 @@ def find(
 
 
 @click.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True)
+def diff(old: str, new: str, as_json: bool) -> None:
+    """What changed from snapshot OLD to NEW: + added, - removed, M modified, U metadata
+    only, T type changed."""
+    from peerbak.services.dump import diff as run_diff
+
+    async def go(repo: Repository) -> list[dict[str, Any]]:
+        a, b = await repo.find_snapshot(old), await repo.find_snapshot(new)
+        return [row async for row in run_diff(repo, a, b)]
+
+    rows = repo_call(as_json, go)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['change']}    {row['path']}")
+    counts = {m: sum(1 for r in rows if r["change"] == m) for m in "+-MUT"}
+    added = sum(r["size_change"] for r in rows if r["size_change"] > 0)
+    removed = -sum(r["size_change"] for r in rows if r["size_change"] < 0)
+    click.echo(
+        f"\n{counts['+']} added, {counts['-']} removed, {counts['M']} modified, "
+        f"{counts['U']} with new metadata, {counts['T']} of another type; "
+        f"{human_size(added)} more, {human_size(removed)} less"
+    )
+
+
+@click.command()
 @click.argument("snapshot", required=False)
 @click.option("--json", "as_json", is_flag=True)
 def stats(snapshot: str | None, as_json: bool) -> None:
@@ -472,4 +501,4 @@ def stats(snapshot: str | None, as_json: bool) -> None:
     )
 
 
-COMMANDS = (backup, snapshots, ls, restore, dump, find, stats)
+COMMANDS = (backup, snapshots, ls, restore, dump, find, diff, stats)

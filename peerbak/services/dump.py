@@ -1,6 +1,6 @@
-"""``peerbak dump`` and ``peerbak find``: a file of a snapshot to standard output (a
-directory as a tar stream), and the entries of every snapshot that match a pattern,
-as restic's commands of those names.
+"""``peerbak dump``, ``find`` and ``diff``, as restic's commands of those names: a file
+of a snapshot to standard output (a directory as a tar stream), the entries of every
+snapshot that match a pattern, and what changed between two snapshots.
 
 A file's chunks are read pack by pack in file order, so a pack serves all the
 consecutive chunks it holds before the next is fetched: memory stays one pack and
@@ -169,3 +169,58 @@ async def find(
                     }
                 if entry.type is NodeType.DIR:
                     stack.append((bytes(entry.subtree), path))
+
+
+async def diff(repo: Repository, old: Snapshot, new: Snapshot) -> AsyncIterator[dict[str, Any]]:
+    """What changed from ``old`` to ``new``, as restic's ``diff``: ``+`` added, ``-``
+    removed, ``M`` modified contents, ``U`` metadata only (mode, owner, time), ``T`` a
+    changed type; depth first, in name order. Trees the two share are not walked."""
+    stack: list[tuple[bytes, bytes, str]] = [(bytes(old.tree), bytes(new.tree), "")]
+    while stack:
+        a_id, b_id, prefix = stack.pop()
+        if a_id == b_id:
+            continue
+        a = {e.name: e for e in await _entries(repo, a_id)}
+        b = {e.name: e for e in await _entries(repo, b_id)}
+        later: list[tuple[bytes, bytes, str]] = []
+        for name in sorted(a.keys() | b.keys()):
+            path = f"{prefix}/{os.fsdecode(name)}"
+            x, y = a.get(name), b.get(name)
+            if x is None or y is None:
+                gone = y is None
+                entry = x if gone else y
+                assert entry is not None
+                async for row in _all(repo, entry, path, "-" if gone else "+"):
+                    yield row
+                continue
+            if x.type is not y.type:
+                yield _row("T", path, y, y.size - x.size)
+            elif x.type is NodeType.DIR:
+                if (x.mode, x.uid, x.gid) != (y.mode, y.uid, y.gid):
+                    yield _row("U", path, y, 0)
+                later.append((bytes(x.subtree), bytes(y.subtree), path))
+            elif (x.content, x.target, x.rdev) != (y.content, y.target, y.rdev):
+                yield _row("M", path, y, y.size - x.size)
+            elif (x.mode, x.uid, x.gid, x.mtime_ns) != (y.mode, y.uid, y.gid, y.mtime_ns):
+                yield _row("U", path, y, 0)
+        stack += reversed(later)
+
+
+async def _entries(repo: Repository, tree_id: bytes) -> list[Entry]:
+    return objects.decode(await repo.read_blob(tree_id), Tree, "tree").entries
+
+
+async def _all(
+    repo: Repository, entry: Entry, path: str, mark: str
+) -> AsyncIterator[dict[str, Any]]:
+    """An added or removed entry, and everything below it."""
+    size = entry.size if mark == "+" else -entry.size
+    yield _row(mark, path, entry, size)
+    if entry.type is NodeType.DIR:
+        for child in await _entries(repo, bytes(entry.subtree)):
+            async for row in _all(repo, child, f"{path}/{os.fsdecode(child.name)}", mark):
+                yield row
+
+
+def _row(mark: str, path: str, entry: Entry, delta: int) -> dict[str, Any]:
+    return {"change": mark, "path": path, "type": entry.type.name.lower(), "size_change": delta}

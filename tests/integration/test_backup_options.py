@@ -610,3 +610,10 @@ def test_dump_and_find_through_the_command_line(pool: Pool) -> None:
         str(src / "d" / "x.txt")
     ]
     assert _dump(pool, "latest", str(src / "nope")).returncode == 66
+    pool.write(src / "d" / "y.txt", 100)
+    s2 = pool.backup(str(src))
+    changes = pool.owner.cli("diff", s["snapshot_id"][:8], s2["snapshot_id"][:8])
+    assert [(c["change"], c["path"]) for c in changes] == [("+", str(src / "d" / "y.txt"))]
+    text = _raw(pool, "diff", s["snapshot_id"][:8], s2["snapshot_id"][:8])
+    assert text.returncode == 0
+    assert "1 added, 0 removed, 0 modified" in text.stdout

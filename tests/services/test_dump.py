@@ -12,7 +12,7 @@ import pytest
 
 from peerbak.core.errors import NotFoundError
 from peerbak.services.backup import run_backup
-from peerbak.services.dump import dump, find
+from peerbak.services.dump import diff, dump, find
 from peerbak.services.repository import Repository
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
@@ -79,3 +79,35 @@ async def test_find_matches_names_and_paths_across_snapshots(
     by_path = [r async for r in find(repo, snaps, [f"{src}/d/*"])]
     assert {r["path"] for r in by_path} == {f"{src}/d/more.txt", f"{src}/d/img.jpg"}
     assert [r async for r in find(repo, snaps, ["*.nothing"])] == []
+
+
+async def test_diff_says_what_was_added_removed_modified_and_touched(
+    repo: Repository, mempool: MemoryPool, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    write(src / "same.bin", 1000, seed=1)
+    write(src / "edit.bin", 1000, seed=2)
+    write(src / "gone" / "x.bin", 500, seed=3)
+    write(src / "touch.txt", 10, seed=4)
+    first = await run_backup(repo, [src], code=(2, 4))
+    mempool.clock.advance(60)
+    write(src / "edit.bin", 1500, seed=5)
+    (src / "gone" / "x.bin").unlink()
+    (src / "gone").rmdir()
+    write(src / "new" / "y.bin", 700, seed=6)
+    os.chmod(src / "touch.txt", 0o600)
+    second = await run_backup(repo, [src], code=(2, 4))
+    old = await repo.find_snapshot(first["snapshot_id"])
+    new = await repo.find_snapshot(second["snapshot_id"])
+    rows = {r["path"].removeprefix(str(src)): r async for r in diff(repo, old, new)}
+    assert {p: r["change"] for p, r in rows.items()} == {
+        "/edit.bin": "M",
+        "/gone": "-",
+        "/gone/x.bin": "-",
+        "/new": "+",
+        "/new/y.bin": "+",
+        "/touch.txt": "U",
+    }
+    assert rows["/edit.bin"]["size_change"] == 500
+    assert rows["/gone/x.bin"]["size_change"] == -500
+    assert [r async for r in diff(repo, new, new)] == []
