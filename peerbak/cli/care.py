@@ -396,6 +396,51 @@ def forget(
         _print_prune(r["prune"])
 
 
+@click.command()
+@click.argument("snapshot_ids", nargs=-1)
+@click.option("--add", multiple=True, help="Add these tags (a,b).")
+@click.option("--remove", multiple=True, help="Remove these tags (a,b).")
+@click.option("--set", "set_to", multiple=True, help="Replace the tags with these (a,b).")
+@selection_options
+@click.option("--json", "as_json", is_flag=True)
+def tag(
+    snapshot_ids: tuple[str, ...],
+    add: tuple[str, ...],
+    remove: tuple[str, ...],
+    set_to: tuple[str, ...],
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Add, remove or set the tags of SNAPSHOT_IDS (or of those the filters select)."""
+    from peerbak.services.tags import retag
+
+    def split(values: tuple[str, ...]) -> list[str]:
+        return [t for v in values for t in v.split(",") if t]
+
+    only = selection(hosts, paths, tags)
+
+    async def go(repo: Repository) -> list[dict[str, Any]]:
+        changed = await retag(
+            repo,
+            snapshot_ids,
+            add=split(add),
+            remove=split(remove),
+            set_to=split(set_to) if set_to else None,
+            only=only,
+        )
+        return [{"id": s.id.hex(), "tags": s.tags} for s in changed]
+
+    rows = repo_call(as_json, go, lock="tag")
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['id'][:8]}: {','.join(row['tags']) or '(no tags)'}")
+    click.echo(f"{plural(len(rows), 'snapshot')} changed")
+
+
 def _share(text: str) -> float:
     value = text.strip().rstrip("%")
     try:
@@ -449,4 +494,4 @@ def _print_prune(r: dict[str, Any]) -> None:
         )
 
 
-COMMANDS = (status, check, challenge, repair, undelete, forget, prune)
+COMMANDS = (status, check, challenge, repair, undelete, forget, prune, tag)

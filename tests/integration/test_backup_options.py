@@ -617,3 +617,17 @@ def test_dump_and_find_through_the_command_line(pool: Pool) -> None:
     text = _raw(pool, "diff", s["snapshot_id"][:8], s2["snapshot_id"][:8])
     assert text.returncode == 0
     assert "1 added, 0 removed, 0 modified" in text.stdout
+
+
+def test_tag_through_the_command_line(pool: Pool) -> None:
+    src = pool.source("tagged")
+    pool.write(src / "f.bin", 1000)
+    s = pool.backup(str(src))
+    changed = pool.owner.cli("tag", s["snapshot_id"][:8], "--add", "keep,photos")
+    assert changed == [{"id": s["snapshot_id"], "tags": ["keep", "photos"]}]
+    assert [x["id"] for x in pool.owner.cli("snapshots", "--tag", "keep,photos")] == [
+        s["snapshot_id"]
+    ]
+    pool.owner.cli("tag", "--path", str(src), "--remove", "photos")
+    assert [x["tags"] for x in pool.owner.cli("snapshots", "--path", str(src))] == [["keep"]]
+    assert _raw(pool, "tag", s["snapshot_id"][:8]).returncode == 64  # nothing to change
