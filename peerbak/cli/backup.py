@@ -16,6 +16,7 @@ from peerbak.cli.kit import (
     parse_pairs,
     parse_size,
     plural,
+    quiet,
     repo_call,
     run,
     selection,
@@ -51,7 +52,7 @@ class _Progress:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
-        self.tty = sys.stderr.isatty() and not as_json
+        self.tty = sys.stderr.isatty() and not as_json and not quiet()
         self.shown = False
 
     def __call__(self, status: dict[str, Any]) -> None:
@@ -193,7 +194,7 @@ def backup(
     summary.pop("warnings", None)
     if as_json:
         click.echo(json.dumps(summary))
-    else:
+    elif not quiet():
         s = summary
         click.echo(
             f"Files: {s['files_new']} new, {s['files_changed']} changed, "
@@ -353,6 +354,9 @@ def restore(
     code = summary.pop("exit_code")
     if as_json:
         click.echo(json.dumps(summary))
+    elif quiet():
+        for error in summary["errors"]:
+            click.echo(f"{'error' if code else 'warning'}: {error}", err=True)
     else:
         served = ", ".join(f"{k} ({v} shards)" for k, v in summary["served_by"].items())
         text = (

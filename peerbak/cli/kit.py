@@ -302,6 +302,16 @@ def selection(hosts: tuple[str, ...], paths: tuple[str, ...], tags: tuple[str, .
     )
 
 
+#: Where ``-q`` is kept for the commands (the context's meta).
+QUIET: Final = "peerbak.quiet"
+
+
+def quiet() -> bool:
+    """``peerbak -q``: no progress, no summary; errors still go to stderr."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().meta.get(QUIET))
+
+
 def plural(count: int, noun: str) -> str:
     """``1 snapshot``, ``2 snapshots``."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

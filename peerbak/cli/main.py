@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
 from peerbak import __version__
 from peerbak.cli import backup, bench, care, docs, node, pool
-from peerbak.cli.kit import EXIT_INTERRUPTED, exit_with
+from peerbak.cli.kit import EXIT_INTERRUPTED, QUIET, exit_with
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,10 +54,34 @@ from peerbak.cli.kit import EXIT_INTERRUPTED, exit_with
     type=click.Path(file_okay=False),
     help="Node home (default: $PEERBAK_HOME, else the platform's data directory).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Every command's output as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Say more: what happens with each member.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, home: str | None) -> None:
+def cli(
+    ctx: click.Context, debug: bool, home: str | None, as_json: bool, quiet: bool, verbose: bool
+) -> None:
     """peerbak: back up to a pool of friends, encrypted and erasure-coded over SSH."""
     ctx.obj = home
+    ctx.meta[QUIET] = quiet
+    if as_json:  # as if each command had been given its own --json
+        ctx.default_map = _json_everywhere(cli)
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+def _json_everywhere(group: click.Group) -> dict[str, Any]:
+    """A default map turning ``--json`` on for every command below ``group``."""
+    defaults: dict[str, Any] = {}
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            defaults[name] = {"as_json": True, **_json_everywhere(command)}
+        elif any(p.name == "as_json" for p in command.params):
+            defaults[name] = {"as_json": True}
+    return defaults
 
 
 for command in (

@@ -181,11 +181,19 @@ class Repository:
                 info = await m.link.space()
             except PeerbakError as exc:
                 m.up, m.error = False, str(exc)
+                log.info("member %s is down: %s", m.name or m.link.node.short, exc)
                 await self.ledger.record_probe(m.node, False, self.clock())
                 return
             m.up, m.error = True, ""
             m.free = max(0, min(info.quota - info.used, info.free))
-            await self.ledger.record_probe(m.node, True, self.clock(), time.monotonic() - t0)
+            latency = time.monotonic() - t0
+            log.info(
+                "member %s is up: %d bytes of room for us, %.0f ms",
+                m.name or m.link.node.short,
+                m.free,
+                latency * 1000,
+            )
+            await self.ledger.record_probe(m.node, True, self.clock(), latency)
 
         await asyncio.gather(*(one(m) for m in self.members.values()))
         stats = await self.ledger.member_stats()

@@ -631,3 +631,35 @@ def test_tag_through_the_command_line(pool: Pool) -> None:
     pool.owner.cli("tag", "--path", str(src), "--remove", "photos")
     assert [x["tags"] for x in pool.owner.cli("snapshots", "--path", str(src))] == [["keep"]]
     assert _raw(pool, "tag", s["snapshot_id"][:8]).returncode == 64  # nothing to change
+
+
+def test_the_global_json_quiet_and_verbose_flags(pool: Pool) -> None:
+    src = pool.source("global-flags")
+    pool.write(src / "f.bin", 1000)
+    home = ["--home", str(pool.owner.home)]
+    quiet = subprocess.run(
+        [sys.executable, "-m", "peerbak", *home, "-q", "backup", *SHARDS, str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    listed = subprocess.run(
+        [sys.executable, "-m", "peerbak", *home, "--json", "snapshots", "--path", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert [s["paths"] for s in json.loads(listed.stdout)] == [[str(src)]]
+    verbose = subprocess.run(
+        [sys.executable, "-m", "peerbak", *home, "-v", "backup", *SHARDS, str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    for friend in pool.friends:
+        assert f"member {friend.name} is up" in verbose.stderr
