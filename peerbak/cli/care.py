@@ -212,8 +212,8 @@ def repair(limit: str | None, as_json: bool) -> None:
     """Rebuild lost shards onto other members now (the daemon also does this)."""
     from peerbak.core.config import parse_size as config_size
     from peerbak.services.maintenance import policy_of
-    from peerbak.services.repair import RateLimit
     from peerbak.services.repair import repair as run_repair
+    from peerbak.services.repository import RateLimit
 
     asked = run(as_json, lambda: parse_size(limit)) if limit else None
 

@@ -152,9 +152,11 @@ async def _session(
 ) -> T:
     from peerbak.node.compose import open_repository
 
+    ctx = click.get_current_context(silent=True)
+    up, down = ctx.find_root().meta.get(LIMITS, (0, 0)) if ctx is not None else (0, 0)
     with home.lock(lock, wait=LOCK_WAIT) if lock else contextlib.nullcontext():
         try:
-            repo = await open_repository(home)
+            repo = await open_repository(home, limit_upload=up, limit_download=down)
         except ConfigError:
             if no_pool is None:
                 raise
@@ -302,8 +304,10 @@ def selection(hosts: tuple[str, ...], paths: tuple[str, ...], tags: tuple[str, .
     )
 
 
-#: Where ``-q`` is kept for the commands (the context's meta).
+#: Where ``-q`` and ``--limit-upload``/``--limit-download`` are kept for the commands
+#: (the root context's meta).
 QUIET: Final = "peerbak.quiet"
+LIMITS: Final = "peerbak.limits"
 
 
 def quiet() -> bool:

@@ -42,7 +42,7 @@ import click
 
 from peerbak import __version__
 from peerbak.cli import backup, bench, care, docs, node, pool
-from peerbak.cli.kit import EXIT_INTERRUPTED, QUIET, exit_with
+from peerbak.cli.kit import EXIT_INTERRUPTED, LIMITS, QUIET, exit_with
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,13 +57,25 @@ from peerbak.cli.kit import EXIT_INTERRUPTED, QUIET, exit_with
 @click.option("--json", "as_json", is_flag=True, help="Every command's output as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary; errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more: what happens with each member.")
+@click.option("--limit-upload", type=click.IntRange(min=0), default=0, help="KiB/s sent at most.")
+@click.option(
+    "--limit-download", type=click.IntRange(min=0), default=0, help="KiB/s received at most."
+)
 @click.pass_context
 def cli(
-    ctx: click.Context, debug: bool, home: str | None, as_json: bool, quiet: bool, verbose: bool
+    ctx: click.Context,
+    debug: bool,
+    home: str | None,
+    as_json: bool,
+    quiet: bool,
+    verbose: bool,
+    limit_upload: int,
+    limit_download: int,
 ) -> None:
     """peerbak: back up to a pool of friends, encrypted and erasure-coded over SSH."""
     ctx.obj = home
     ctx.meta[QUIET] = quiet
+    ctx.meta[LIMITS] = (limit_upload, limit_download)
     if as_json:  # as if each command had been given its own --json
         ctx.default_map = _json_everywhere(cli)
     if verbose:

@@ -26,7 +26,7 @@ from peerbak.core.crypto import NodeKeys, RandomBytes
 from peerbak.core.errors import ConfigError
 from peerbak.core.ids import NodeId
 from peerbak.core.textcode import encode_recovery_key
-from peerbak.services.repository import Repository
+from peerbak.services.repository import RateLimit, Repository
 
 
 async def open_repository(
@@ -34,8 +34,12 @@ async def open_repository(
     *,
     timeout: float | None = None,
     clock: Callable[[], float] = time.time,
+    limit_upload: int = 0,
+    limit_download: int = 0,
 ) -> Repository:
-    """This node's repository: its ledger, and an SSH link to each member of its pool."""
+    """This node's repository: its ledger, and an SSH link to each member of its pool;
+    shards sent and received at most ``limit_upload``/``limit_download`` KiB/s (0: no
+    limit), with bursts of one second's worth."""
     config = home.config()
     keys = NodeKeys.derive(home.secret())
     ledger = await Ledger.open(home.ledger_path)
@@ -66,7 +70,14 @@ async def open_repository(
         home=home,
         clock=clock,
         hostname=socket.gethostname()[:255],
+        upload=_limit(limit_upload),
+        download=_limit(limit_download),
     )
+
+
+def _limit(kib_per_second: int) -> RateLimit | None:
+    per_second = kib_per_second * 1024
+    return RateLimit(per_second * 3600, burst=per_second) if per_second > 0 else None
 
 
 def create_node(

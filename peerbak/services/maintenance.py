@@ -25,8 +25,8 @@ from peerbak.core.errors import ConfigError, Locked, PeerbakError
 from peerbak.core.health import AT_FIRST_LOSS, DAY, RepairPolicy
 from peerbak.ports.workspace import Workspace
 from peerbak.services import challenges
-from peerbak.services.repair import RateLimit, RepairReport, repair
-from peerbak.services.repository import Peer, Repository
+from peerbak.services.repair import RepairReport, repair
+from peerbak.services.repository import Peer, RateLimit, Repository
 
 log = logging.getLogger(__name__)
 

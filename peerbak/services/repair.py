@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,7 +36,7 @@ from peerbak.core.ids import PackId, ShardKey
 from peerbak.core.pack import make_shards
 from peerbak.core.placement import Candidate, place
 from peerbak.services.index import republish
-from peerbak.services.repository import Repository, crash_point
+from peerbak.services.repository import RateLimit, Repository, crash_point
 
 log = logging.getLogger(__name__)
 
@@ -59,34 +57,6 @@ class RepairReport:
     states: dict[str, str] = field(default_factory=dict)  # member name → state
     manifest_copies: int = 0
     packs_left: int = 0  # needing repair, left for the next pass (max_packs)
-
-
-class RateLimit:
-    """A token bucket over bytes: at most ``per_hour`` on average, bursts of one hour's
-    worth of a tenth. ``sleep`` and ``clock`` are parameters for the tests."""
-
-    def __init__(
-        self,
-        per_hour: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.rate = per_hour / 3600
-        self.capacity = per_hour / 10
-        self.tokens = self.capacity
-        self.clock = clock
-        self.sleep = sleep
-        self.last = clock()
-
-    async def take(self, nbytes: int) -> None:
-        if self.rate <= 0:
-            return
-        now = self.clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        self.tokens -= nbytes
-        if self.tokens < 0:
-            await self.sleep(-self.tokens / self.rate)
 
 
 async def member_states(

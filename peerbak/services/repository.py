@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -87,9 +87,12 @@ class Peer:
 class _Guarded:
     """A member's ShareStore that fails at once after the member failed in this run."""
 
-    def __init__(self, member: Peer, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, member: Peer, clock: Callable[[], float], limit: RateLimit | None = None
+    ) -> None:
         self._m = member
         self._clock = clock
+        self._limit = limit
 
     async def get(self, key: ShardKey, *, verify: bool = True) -> Shard:
         m = self._m
@@ -102,6 +105,8 @@ class _Guarded:
             m.up, m.error = False, str(exc)
             raise
         seconds = max(self._clock() - t0, 1e-6)
+        if self._limit is not None:
+            await self._limit.take(shard.header.size)
         rate = shard.header.size / seconds
         m.rate = rate if not m.rate else 0.7 * m.rate + 0.3 * rate
         return shard
@@ -122,6 +127,37 @@ class _Guarded:
         return self._m.link.list()
 
 
+class RateLimit:
+    """A token bucket over bytes: at most ``per_hour`` on average, bursts of ``burst``
+    bytes (a tenth of an hour's worth unless said). Repair's budget, and restic's
+    ``--limit-upload``/``--limit-download``. ``sleep`` and ``clock`` are parameters for
+    the tests."""
+
+    def __init__(
+        self,
+        per_hour: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        burst: float | None = None,
+    ) -> None:
+        self.rate = per_hour / 3600
+        self.capacity = per_hour / 10 if burst is None else burst
+        self.tokens = self.capacity
+        self.clock = clock
+        self.sleep = sleep
+        self.last = clock()
+
+    async def take(self, nbytes: int) -> None:
+        if self.rate <= 0:
+            return
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        self.tokens -= nbytes
+        if self.tokens < 0:
+            await self.sleep(-self.tokens / self.rate)
+
+
 class Repository:
     """This node's backups in its pool; ``async with`` closes the links and the ledger.
 
@@ -139,8 +175,13 @@ class Repository:
         clock: Callable[[], float] = time.time,
         random_bytes: RandomBytes = os.urandom,
         hostname: str = "",
+        upload: RateLimit | None = None,
+        download: RateLimit | None = None,
     ) -> None:
-        """``links``: a Member for each member of ``roster`` but this node."""
+        """``links``: a Member for each member of ``roster`` but this node; ``upload``
+        and ``download`` bound the bytes of shards sent and received."""
+        self.upload = upload
+        self.download = download
         self.home = home
         self.keys = keys
         self.ledger = ledger
@@ -283,6 +324,8 @@ class Repository:
 
         async def put(index: int, node: bytes) -> bool:
             m = self.members[node]
+            if self.upload is not None:
+                await self.upload.take(size)
             try:
                 await m.link.put(ShardKey(record.pack_id, index), shards[index])
             except PeerbakError as exc:
@@ -372,7 +415,7 @@ class Repository:
         for index, node in holders.items():
             m = self.members.get(node)
             if m is not None:
-                stores[index] = _Guarded(m, time.monotonic)
+                stores[index] = _Guarded(m, time.monotonic, self.download)
         report = report if report is not None else FetchReport()
         try:
             return await fetch_pack(record, stores, report, order=self._order(record, holders))

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -663,3 +664,55 @@ def test_the_global_json_quiet_and_verbose_flags(pool: Pool) -> None:
     )
     for friend in pool.friends:
         assert f"member {friend.name} is up" in verbose.stderr
+
+
+def test_limit_upload_and_download_hold_the_pace(pool: Pool) -> None:
+    """Bytes cannot arrive faster than the limit lets them: a lower bound on the time,
+    whatever the machine."""
+    src = pool.source("limited")
+    pool.write(src / "f.bin", 100_000)
+    home = ["--home", str(pool.owner.home)]
+    began = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "peerbak",
+            *home,
+            "--limit-upload",
+            "32",
+            "--json",
+            "backup",
+            *SHARDS,
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    stored = json.loads(done.stdout.splitlines()[-1])["stored_added"]
+    assert time.monotonic() - began >= (stored - 32 * 1024) / (32 * 1024)
+    target = pool.base / "restored-limited"
+    began = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "peerbak",
+            *home,
+            "--limit-download",
+            "32",
+            "restore",
+            "latest",
+            "--path",
+            str(src),
+            "--target",
+            str(target),
+        ],
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
+    assert time.monotonic() - began >= (100_000 - 32 * 1024) / (32 * 1024)
+    assert (target / str(src).lstrip("/") / "f.bin").read_bytes() == (src / "f.bin").read_bytes()

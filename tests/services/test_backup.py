@@ -24,7 +24,7 @@ from peerbak.core.pack import PackRecord, Shard
 from peerbak.services import archiver, index
 from peerbak.services.backup import run_backup
 from peerbak.services.recovery import rebuild_from_pool
-from peerbak.services.repository import Repository
+from peerbak.services.repository import RateLimit, Repository
 from peerbak.services.restore import run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe
@@ -482,3 +482,26 @@ async def test_restic_exclusions_leave_out_what_they_say_and_nothing_else(
     assert back["exit_code"] == 0
     with pytest.raises(InputError, match="file name"):
         await run_backup(repo, [src], code=CODE, exclude_if_present=["a/b"])
+
+
+async def test_upload_and_download_limits_pace_the_shards(
+    mempool: MemoryPool, tmp_path: Path
+) -> None:
+    """restic's --limit-upload/--limit-download: the pauses asked for make the shards'
+    bytes take at least their size over the rate, past one second's burst."""
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    rate = 64 * 1024  # bytes a second
+    src = tree(tmp_path / "src", files=4, size=100_000)
+    async with await mempool.open() as repo:
+        repo.upload = RateLimit(rate * 3600, sleep=sleep, burst=rate)
+        repo.download = RateLimit(rate * 3600, sleep=sleep, burst=rate)
+        out = await run_backup(repo, [src], code=CODE)
+        sent = sum(pauses)
+        assert sent >= (out["stored_added"] - rate) / rate * 0.9
+        pauses.clear()
+        await run_restore(repo, "latest", tmp_path / "out")
+        assert sum(pauses) >= (400_000 - rate) / rate * 0.9  # at least the data came back

@@ -23,8 +23,8 @@ from peerbak.services import repair as repair_module
 from peerbak.services.backup import run_backup
 from peerbak.services.check import run_check
 from peerbak.services.recovery import rebuild_from_pool
-from peerbak.services.repair import RateLimit, repair
-from peerbak.services.repository import Repository
+from peerbak.services.repair import repair
+from peerbak.services.repository import RateLimit, Repository
 from peerbak.services.restore import Restorer, run_restore
 from peerbak.tools.mempool import ManualClock, MemoryPool
 from peerbak.tools.sample import describe, differences
