@@ -97,6 +97,13 @@ def _clock(seconds: float) -> str:
     type=click.Path(dir_okay=False),
     help="File of paths to back up, one per line (# comments), besides PATHS.",
 )
+@click.option("--stdin", "from_stdin", is_flag=True, help="Back up what standard input holds.")
+@click.option(
+    "--stdin-filename",
+    default="stdin",
+    show_default=True,
+    help="The name --stdin's file gets in the snapshot.",
+)
 @click.option("-e", "--exclude", multiple=True, help="Gitignore-style pattern to leave out.")
 @click.option("--iexclude", multiple=True, help="As --exclude, ignoring case.")
 @click.option(
@@ -121,6 +128,8 @@ def _clock(seconds: float) -> str:
 def backup(
     paths: tuple[str, ...],
     files_from: tuple[str, ...],
+    from_stdin: bool,
+    stdin_filename: str,
     exclude: tuple[str, ...],
     iexclude: tuple[str, ...],
     exclude_if_present: tuple[str, ...],
@@ -161,10 +170,11 @@ def backup(
             for line in lines_of(name, "--files-from file")
             if line.strip() and not line.lstrip().startswith("#")
         ]
-        if not paths and not listed:
+        if not paths and not listed and not from_stdin:
             raise InputError("give PATHS to back up, or --files-from with paths in it")
         return {
             "paths": [Path(p) for p in (*paths, *listed)],
+            "stdin": (stdin_filename, sys.stdin.buffer) if from_stdin else None,
             "excludes": patterns,
             "iexcludes": list(iexclude),
             "exclude_if_present": list(exclude_if_present),

@@ -205,6 +205,34 @@ class Archiver:
                 node[parts[-1]] = path
         return self._virtual(Path("/"), roots)
 
+    def archive_stream(self, name: str, stream: Readable, mtime_ns: int) -> ChunkId:
+        """The root tree of a snapshot of one file read from ``stream`` to its end
+        (``backup --stdin``: a database dump piped in, never on disk)."""
+        raw = os.fsencode(name)
+        if not raw or b"/" in raw or raw in (b".", b".."):
+            raise InputError(f"--stdin-filename wants a file name, not {name!r}")
+        counted = _Counted(stream)
+        ids = self._data.add_stream(counted, BlobType.DATA)
+        p = self.progress
+        p.total_files += 1
+        p.files_new += 1
+        p.bytes_read += counted.count
+        p.total_bytes += counted.count
+        entry = Entry(
+            name=raw,
+            type=NodeType.FILE,
+            mode=0o644,
+            uid=os.getuid(),
+            gid=os.getgid(),
+            mtime_ns=mtime_ns,
+            size=counted.count,
+            inode=0,
+            device=0,
+            links=1,
+            content=b"".join(ids),
+        )
+        return self._tree([entry])
+
     def _virtual(self, here: Path, children: dict[bytes, object]) -> ChunkId:
         entries = []
         for name in sorted(children):

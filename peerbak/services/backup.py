@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from peerbak.core import objects
-from peerbak.core.errors import NotFoundError
+from peerbak.core.chunker import Readable
+from peerbak.core.errors import InputError, NotFoundError
 from peerbak.core.ids import ChunkId
 from peerbak.core.objects import Snapshot, Summary
 from peerbak.core.pack import PackRecord, Shard
@@ -89,16 +90,21 @@ async def run_backup(
     on_status: Callable[[dict[str, Any]], None] | None = None,
     warn: Callable[[str], None] = lambda _: None,
     status_interval: float = 1.0,
+    stdin: tuple[str, Readable] | None = None,
 ) -> dict[str, Any]:
-    """Back ``paths`` up; returns restic's summary fields and ours. The caller holds
-    the writer's lock (``repo.home.lock("backup")``); the snapshot's time is the
-    repository's clock."""
+    """Back ``paths`` up (or, with ``stdin``, one file of that name read from that
+    stream); returns restic's summary fields and ours. The caller holds the writer's
+    lock (``repo.home.lock("backup")``); the snapshot's time is the repository's clock."""
     started = time.monotonic()
     sources: list[Path] = []
     missing: list[Path] = []
     for p in paths:
         path = Path(os.path.abspath(p))
         (sources if os.path.lexists(path) else missing).append(path)
+    if stdin is not None:
+        if paths:
+            raise InputError("--stdin backs up what it reads, not PATHS as well")
+        sources = [Path("/") / stdin[0]]
     if not sources:
         raise NotFoundError(
             "nothing to back up: " + ", ".join(f"{m}: no such file or directory" for m in missing)
@@ -114,6 +120,7 @@ async def run_backup(
     for message in skipped:  # as restic does: the rest is backed up, and the exit is 3
         warn(message)
     return await _backup(
+        stdin,
         skipped,
         repo,
         sources,
@@ -131,6 +138,7 @@ async def run_backup(
 
 
 async def _backup(  # noqa: PLR0915 - the steps above, in order
+    stdin: tuple[str, Readable] | None,
     skipped: list[str],
     repo: Repository,
     sources: list[Path],
@@ -196,7 +204,10 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
 
     def walk() -> ChunkId:
         try:
-            root = archiver.archive(sources)
+            if stdin is not None:
+                root = archiver.archive_stream(stdin[0], stdin[1], int(repo.clock() * 1e9))
+            else:
+                root = archiver.archive(sources)
             data.flush()
             meta.flush()
             return root
@@ -206,7 +217,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
                 cache.close()
 
     totals = ScanTotals()
-    if on_status is not None:
+    if on_status is not None and stdin is None:
         scanner = threading.Thread(
             target=scan,
             args=(sources, totals),

@@ -716,3 +716,30 @@ def test_limit_upload_and_download_hold_the_pace(pool: Pool) -> None:
     )
     assert time.monotonic() - began >= (100_000 - 32 * 1024) / (32 * 1024)
     assert (target / str(src).lstrip("/") / "f.bin").read_bytes() == (src / "f.bin").read_bytes()
+
+
+def test_stdin_backs_up_a_piped_dump(pool: Pool) -> None:
+    dump = b"CREATE TABLE t (x int);\n" + pool.rnd.randbytes(200_000)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "peerbak",
+            "--home",
+            str(pool.owner.home),
+            "--json",
+            "backup",
+            *SHARDS,
+            "--stdin",
+            "--stdin-filename",
+            "nightly.sql",
+        ],
+        input=dump,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    snap = json.loads(done.stdout.splitlines()[-1])["snapshot_id"]
+    again = _dump(pool, snap[:8], "/nightly.sql")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == dump

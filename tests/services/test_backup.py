@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import errno
+import io
 import itertools
 import os
 from collections.abc import Awaitable, Callable
@@ -505,3 +506,23 @@ async def test_upload_and_download_limits_pace_the_shards(
         pauses.clear()
         await run_restore(repo, "latest", tmp_path / "out")
         assert sum(pauses) >= (400_000 - rate) / rate * 0.9  # at least the data came back
+
+
+async def test_a_stream_is_backed_up_as_one_file_of_its_name(
+    repo: Repository, mempool: MemoryPool, tmp_path: Path
+) -> None:
+    """``backup --stdin --stdin-filename db.sql``: a dump piped in, restored as a file."""
+    dump = io.BytesIO(b"INSERT INTO t VALUES (1);\n" * 50_000)
+    out = await run_backup(repo, [], code=CODE, stdin=("db.sql", dump))
+    snap = await repo.find_snapshot("latest")
+    assert snap.paths == ["/db.sql"]
+    assert out["files_new"] == 1
+    assert out["bytes_read"] == len(dump.getvalue())
+    await run_restore(repo, "latest", tmp_path / "out")
+    restored_file = tmp_path / "out" / "db.sql"
+    assert restored_file.read_bytes() == dump.getvalue()
+    assert restored_file.stat().st_mtime == pytest.approx(mempool.clock(), abs=1)
+    with pytest.raises(InputError, match="file name"):
+        await run_backup(repo, [], code=CODE, stdin=("a/b", io.BytesIO(b"x")))
+    with pytest.raises(InputError, match="not PATHS"):
+        await run_backup(repo, [tmp_path], code=CODE, stdin=("x", io.BytesIO(b"x")))
