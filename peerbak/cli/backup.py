@@ -338,6 +338,7 @@ def ls(
 @click.option("-t", "--target", required=True, type=click.Path(file_okay=False))
 @click.option("-i", "--include", multiple=True, help="Only paths matching (gitignore style).")
 @click.option("-e", "--exclude", multiple=True, help="Not paths matching (gitignore style).")
+@click.option("--verify", is_flag=True, help="Read every restored file back and check it.")
 @selection_options
 @click.option("--json", "as_json", is_flag=True)
 def restore(
@@ -345,6 +346,7 @@ def restore(
     target: str,
     include: tuple[str, ...],
     exclude: tuple[str, ...],
+    verify: bool,
     hosts: tuple[str, ...],
     paths: tuple[str, ...],
     tags: tuple[str, ...],
@@ -358,7 +360,13 @@ def restore(
     summary = repo_call(
         as_json,
         lambda repo: run_restore(
-            repo, snapshot, Path(target), list(include) or None, only, list(exclude) or None
+            repo,
+            snapshot,
+            Path(target),
+            list(include) or None,
+            only,
+            list(exclude) or None,
+            verify=verify,
         ),
     )
     code = summary.pop("exit_code")

@@ -159,6 +159,10 @@ class RestorePlan(Protocol):
         """The other names of a file with more than one link."""
         ...
 
+    def finished_files(self) -> Iterator[FileRow]:
+        """Files with contents whose every chunk was written (to read back, ``--verify``)."""
+        ...
+
     def empty_files(self) -> Iterator[FileRow]:
         """Files planned with no chunks (files completed by packs are not among them)."""
         ...

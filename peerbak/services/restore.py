@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import pathspec
 
-from peerbak.core import objects
+from peerbak.core import crypto, objects
 from peerbak.core.errors import (
     IntegrityError,
     NameRefused,
@@ -69,6 +69,7 @@ class RestoreStats:
     failed_packs: int = 0
     incomplete: int = 0
     refused: int = 0  # entries whose names the target file system cannot hold
+    verified: int = 0  # files read back and found as the snapshot has them (--verify)
     #: The error class of a failed pack (NotEnoughShares first): the exit code.
     error_class: type[PeerbakError] | None = None
     errors: list[str] = field(default_factory=list)
@@ -107,6 +108,7 @@ class Restorer:
         self._queued: list[tuple[bytes, Entry]] = []
         self._queued_chunks = 0
         self._refused: set[int] = set()  # files refused before all their chunks were written
+        self._refused_paths: set[bytes] = set()
 
     def close(self) -> None:
         self._plan.close()
@@ -125,6 +127,7 @@ class Restorer:
         if exc.errno not in _NAME_ERRORS:
             raise exc
         with self._lock:
+            self._refused_paths.add(path)
             self.stats.refused += 1
             self.stats.errors.append(
                 f"{os.fsdecode(path)}: not restored, the target cannot hold this name "
@@ -370,6 +373,46 @@ class Restorer:
                 os.close(fd)
             self.stats.dirs += 1
 
+    # -- read back -----------------------------------------------------------------------
+
+    async def verify(self) -> None:
+        """Read every restored file back and check each chunk's keyed id against the
+        snapshot (restic's ``--verify``): what is on the target's disk, not what was
+        sent to it."""
+        for _, path, raw in self._plan.finished_files():
+            if path in self._refused_paths:
+                continue
+            entry = _entry(raw)
+            ids = [bytes(c) for c in entry.chunks]
+            sizes = await self.repo.ledger.locate_sized(ids)
+            lengths = [sizes[i][1] for i in ids]
+            wrong = await asyncio.to_thread(self._differs, path, ids, lengths)
+            if wrong:
+                self.stats.errors.append(f"{os.fsdecode(path)}: {wrong}")
+                self.stats.error_class = IntegrityError
+            else:
+                self.stats.verified += 1
+
+    def _differs(self, path: bytes, ids: list[bytes], lengths: list[int]) -> str:
+        """Why the file at ``path`` is not the chunks ``ids``, or "" when it is."""
+        key = self.repo.keys.chunk_id_key
+        try:
+            fd = self.dir.open_read(path)
+        except OSError as exc:
+            return f"cannot be read back ({exc.strerror})"
+        try:
+            offset = 0
+            for ident, length in zip(ids, lengths, strict=True):
+                data = os.pread(fd, length, offset)
+                if bytes(crypto.chunk_id(key, data)) != ident:
+                    return f"restored bytes differ from the snapshot at offset {offset}"
+                offset += length
+            if os.fstat(fd).st_size != offset:
+                return f"restored size {os.fstat(fd).st_size} differs from the snapshot's {offset}"
+        finally:
+            os.close(fd)
+        return ""
+
     # -- the whole ---------------------------------------------------------------------------
 
     async def run(self, snapshot: Snapshot, subpath: str = "") -> RestoreStats:
@@ -437,6 +480,7 @@ async def run_restore(
     include: list[str] | None = None,
     only: Selection = EVERY,
     exclude: list[str] | None = None,
+    verify: bool = False,
 ) -> dict[str, Any]:
     """Restore ``snapshot_ref`` (an id prefix or ``latest`` of what ``only`` selects,
     with ``:/sub/dir`` for that directory's contents alone) into ``target``."""
@@ -447,6 +491,8 @@ async def run_restore(
     restorer = Restorer(repo, target, include, exclude)
     try:
         stats = await restorer.run(snapshot, subpath)
+        if verify:
+            await restorer.verify()
     except OSError as exc:
         raise StorageError(f"cannot write under {target}: {exc}") from None
     finally:
@@ -470,6 +516,7 @@ async def run_restore(
         "failed_packs": stats.failed_packs,
         "incomplete_files": stats.incomplete,
         "names_refused": stats.refused,
+        "files_verified": stats.verified,
         "exit_code": stats.error_class.exit_code if stats.error_class else 0,
         "errors": stats.errors[:100],
     }

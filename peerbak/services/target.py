@@ -144,6 +144,11 @@ class TargetDir:
         with self.parent(rel) as (parent, name):
             return open_regular(parent, name)
 
+    def open_read(self, rel: bytes) -> int:
+        """A descriptor for reading the regular file ``rel`` back (never through a link)."""
+        with self.parent(rel) as (parent, name):
+            return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+
     def replace(self, src: bytes, dst: bytes) -> None:
         """Rename ``src`` over ``dst``, both in the same directory; a directory at ``dst``
         (the snapshot has a file there) is removed first."""

@@ -611,6 +611,8 @@ def test_dump_and_find_through_the_command_line(pool: Pool) -> None:
         str(src / "d" / "x.txt")
     ]
     assert _dump(pool, "latest", str(src / "nope")).returncode == 66
+    checked = pool.restore(s["snapshot_id"], pool.base / "verified", "--verify")
+    assert checked["files_verified"] == 2
     pool.write(src / "d" / "y.txt", 100)
     s2 = pool.backup(str(src))
     changes = pool.owner.cli("diff", s["snapshot_id"][:8], s2["snapshot_id"][:8])

@@ -10,6 +10,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -454,3 +455,29 @@ async def test_exclude_leaves_out_what_it_matches_and_all_below_it(
     assert (out["files_restored"], out["exit_code"]) == (2, 0)
     both = await run_restore(repo, "latest", tmp_path / "both", ["*.txt"], exclude=["keep/"])
     assert both["files_restored"] == 2  # a.txt and logs/b.txt
+
+
+async def test_verify_reads_every_file_back_and_names_one_the_disk_changed(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    for i in range(4):
+        write(src / f"f{i}.bin", 150_000, seed=i)
+    await run_backup(repo, [src], code=CODE, pack_size=PACK)
+    good = await run_restore(repo, "latest", tmp_path / "good", verify=True)
+    assert (good["files_verified"], good["exit_code"]) == (4, 0)
+
+    finish = Restorer._finish
+
+    def finish_then_rot(self: Restorer, ident: int, path: bytes, entry: Any) -> None:
+        finish(self, ident, path, entry)
+        if path.endswith(b"f2.bin"):  # the disk loses a bit after the rename
+            rotten = self.target / os.fsdecode(path)
+            raw = bytearray(rotten.read_bytes())
+            raw[99_999] ^= 1
+            rotten.write_bytes(bytes(raw))
+
+    monkeypatch.setattr(Restorer, "_finish", finish_then_rot)
+    bad = await run_restore(repo, "latest", tmp_path / "bad", verify=True)
+    assert (bad["files_verified"], bad["exit_code"]) == (3, 65)
+    assert any("f2.bin" in e and "differ" in e for e in bad["errors"])

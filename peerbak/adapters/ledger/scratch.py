@@ -186,14 +186,21 @@ class RestorePlanDb:
                 yield bytes(row[1]), bytes(row[2])
             last = int(page[-1][0])
 
+    def finished_files(self) -> Iterator[FileRow]:
+        """Files with contents whose every chunk was written."""
+        return self._files_where("chunks > 0 AND remaining = 0")
+
     def empty_files(self) -> Iterator[FileRow]:
         """Files planned with no chunks. Not ``remaining = 0``: packs written meanwhile
         bring files there too, and those are finished already (with their contents)."""
+        return self._files_where("chunks = 0")
+
+    def _files_where(self, condition: str) -> Iterator[FileRow]:
         last = 0
         while True:
             with self._lock:
                 page = self._db.execute(
-                    "SELECT id, path, entry FROM files WHERE chunks = 0 AND id > ? "
+                    f"SELECT id, path, entry FROM files WHERE {condition} AND id > ? "  # noqa: S608 - our own conditions
                     "ORDER BY id LIMIT 1000",
                     (last,),
                 ).fetchall()
