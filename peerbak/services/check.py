@@ -84,7 +84,7 @@ def parse_subset(text: str, rng: random.Random | None = None) -> Callable[[bytes
 
 async def _structure(repo: Repository, m: Peer, report: CheckReport) -> None:
     """One member's list against the ledger's (a streaming merge)."""
-    name = m.name or m.link.node.short
+    name = m.label
     async for kind, pack, index in repo.compare_listing(m):
         if kind == "missing":
             report.shards_missing += 1
@@ -106,7 +106,7 @@ async def _read_pack(repo: Repository, pack: bytes, report: CheckReport) -> None
         m = repo.members.get(node)
         if m is None or not m.up:
             return
-        name = m.name or m.link.node.short
+        name = m.label
         try:
             got = await m.link.get(ShardKey(record.pack_id, index))  # verified: its root
             if got.header != record.header(index):
@@ -153,7 +153,7 @@ async def run_check(repo: Repository, subset: str | None, read_all: bool) -> dic
     await repo.probe()
     for m in repo.members.values():
         if not m.up:
-            report.members_down[m.name or m.link.node.short] = m.error
+            report.members_down[m.label] = m.error
     async for page in repo.ledger.stored_pack_ids():
         report.packs += len(page)
     held = await repo.ledger.held_by_member()

@@ -83,6 +83,11 @@ class Peer:
     bad: int = 0  # shards it sent that failed their Merkle root
     failing: bool = False  # failed a storage challenge: gets no new shards
 
+    @property
+    def label(self) -> str:
+        """How people know it: its name in the roster, else its short id."""
+        return self.name or self.link.node.short
+
 
 class _Guarded:
     """A member's ShareStore that fails at once after the member failed in this run."""
@@ -97,7 +102,7 @@ class _Guarded:
     async def get(self, key: ShardKey, *, verify: bool = True) -> Shard:
         m = self._m
         if not m.up:
-            raise PeerUnavailable(f"member {m.link.node.short} is down ({m.error})")
+            raise PeerUnavailable(f"member {m.label} is down ({m.error})")
         t0 = self._clock()
         try:
             shard = await m.link.get(key, verify=verify)
@@ -222,7 +227,7 @@ class Repository:
                 info = await m.link.space()
             except PeerbakError as exc:
                 m.up, m.error = False, str(exc)
-                log.info("member %s is down: %s", m.name or m.link.node.short, exc)
+                log.info("member %s is down: %s", m.label, exc)
                 await self.ledger.record_probe(m.node, False, self.clock())
                 return
             m.up, m.error = True, ""
@@ -230,7 +235,7 @@ class Repository:
             latency = time.monotonic() - t0
             log.info(
                 "member %s is up: %d bytes of room for us, %.0f ms",
-                m.name or m.link.node.short,
+                m.label,
                 m.free,
                 latency * 1000,
             )
@@ -286,9 +291,7 @@ class Repository:
         up = self.up()
         if len(up) >= code.k + 1:
             return
-        down = "; ".join(
-            f"{m.name or m.link.node.short} ({m.error})" for m in self.members.values() if not m.up
-        )
+        down = "; ".join(f"{m.label} ({m.error})" for m in self.members.values() if not m.up)
         raise PeerUnavailable(
             f"only {len(up)} members are reachable; {code.k}-of-{code.n} needs at least "
             f"{code.k + 1}. Unreachable: {down}"
@@ -310,7 +313,7 @@ class Repository:
         holders = place(record.pack_id, record.n, candidates, bytes(self.node_id), size)
         if len(holders) < record.k + 1 and len(holders) < record.n:
             down = "; ".join(
-                f"{m.name or m.link.node.short} ({m.error if not m.up else 'failing challenges'})"
+                f"{m.label} ({m.error if not m.up else 'failing challenges'})"
                 for m in self.members.values()
                 if not m.up or m.failing
             )
@@ -333,7 +336,7 @@ class Repository:
                     "shard %d of pack %s to %s: %s",
                     index,
                     record.pack_id.short,
-                    m.name or m.link.node.short,
+                    m.label,
                     exc,
                 )
                 m.up, m.error = False, str(exc)
@@ -375,7 +378,7 @@ class Repository:
                         "leftover shard %s.%d on %s stays for now: %s",
                         pack_id.short,
                         index,
-                        m.link.node.short,
+                        m.label,
                         exc,
                     )
                     left += 1
@@ -518,13 +521,13 @@ class Repository:
             try:
                 kept = await m.link.put_manifest(blob)
             except PeerbakError as exc:
-                log.warning("manifest to %s: %s", m.link.node.short, exc)
+                log.warning("manifest to %s: %s", m.label, exc)
                 return False
             if kept > sequence:
                 log.warning(
                     "%s keeps a newer manifest (%d) than ours (%d): another machine with "
                     "this node's key?",
-                    m.link.node.short,
+                    m.label,
                     kept,
                     sequence,
                 )
@@ -566,9 +569,9 @@ class Repository:
                 blob = await m.link.get_manifest()
                 return self.open_manifest(blob) if blob else None
             except IntegrityError as exc:
-                log.warning("member %s keeps a bad manifest: %s", m.link.node.short, exc)
+                log.warning("member %s keeps a bad manifest: %s", m.label, exc)
             except PeerbakError as exc:
-                log.info("manifest from %s: %s", m.link.node.short, exc)
+                log.info("manifest from %s: %s", m.label, exc)
             return None
 
         found = [x for x in await asyncio.gather(*(one(m) for m in self.up())) if x]

@@ -509,10 +509,8 @@ async def run_restore(
         "total_duration": round(seconds, 3),
         "plan_duration": round(stats.plan_seconds, 3),
         "mb_per_s": round(stats.bytes / max(seconds, 1e-9) / 1e6, 1),
-        "served_by": {
-            (m.name or m.link.node.short): m.served for m in repo.members.values() if m.served
-        },
-        "down": {(m.name or m.link.node.short): m.error for m in repo.members.values() if not m.up},
+        "served_by": {(m.label): m.served for m in repo.members.values() if m.served},
+        "down": {(m.label): m.error for m in repo.members.values() if not m.up},
         "failed_packs": stats.failed_packs,
         "incomplete_files": stats.incomplete,
         "names_refused": stats.refused,
