@@ -379,8 +379,8 @@ def restore(
         served = ", ".join(f"{k} ({v} shards)" for k, v in summary["served_by"].items())
         text = (
             f"Restored snapshot {summary['snapshot_id'][:8]} to {summary['target']}: "
-            f"{summary['files_restored']} files, {human_size(summary['bytes_restored'])} in "
-            f"{summary['total_duration']:.1f} s ({summary['mb_per_s']} MB/s)\n"
+            f"{plural(summary['files_restored'], 'file')}, "
+            f"{human_size(summary['bytes_restored'])} in {summary['total_duration']:.1f} s ({summary['mb_per_s']} MB/s)\n"
             f"Served by: {served}"
         )
         for name, why in summary["down"].items():
@@ -495,10 +495,10 @@ def stats(snapshot: str | None, as_json: bool) -> None:
     what = (
         f"snapshot {info['snapshot'][:8]}"
         if info["snapshot"]
-        else (f"all {info['snapshots']} snapshots")
+        else (f"all {plural(info['snapshots'], 'snapshot')}")
     )
     click.echo(
-        f"{what}: {info['files']} files\n"
+        f"{what}: {plural(info['files'], 'file')}\n"
         f"  logical size:        {human_size(info['logical_bytes'])}\n"
         f"  deduplicated:        {human_size(info['deduplicated_bytes'])}\n"
         f"  stored (redundancy): {human_size(info['stored_bytes'])}"

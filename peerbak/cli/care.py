@@ -252,7 +252,7 @@ def undelete(as_json: bool) -> None:
         return
     click.echo(
         f"{r['shards_restored']} shards brought back from {len(r['members'])} members' trash; "
-        f"{r['snapshots']} snapshots and {r['packs']} packs listed again "
+        f"{plural(r['snapshots'], 'snapshot')} and {plural(r['packs'], 'pack')} listed again "
         f"(manifest kept by {r['manifest_copies']} members)"
     )
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from peerbak.cli.kit import emit, home_call, home_path, run
+from peerbak.cli.kit import emit, home_call, home_path, plural, run
 from peerbak.core.errors import InputError
 from peerbak.core.textcode import KEY_FILE_MAX
 
@@ -85,7 +85,8 @@ def recover(
             as_json,
             info,
             f"Rebuilt the ledger of node {info['node'][:12]} through member "
-            f"{info['through'][:12]}: {info['snapshots']} snapshots, {info['packs']} packs.\n"
+            f"{info['through'][:12]}: {plural(info['snapshots'], 'snapshot')}, "
+            f"{plural(info['packs'], 'pack')}.\n"
             + (
                 f"The damaged ledger ({info['damaged']}) is kept as "
                 + ", ".join(info["kept_aside"])
@@ -117,7 +118,8 @@ def recover(
         as_json,
         info,
         f"Recovered node {info['node'][:12]} into {info['home']} through member "
-        f"{info['through'][:12]}: {info['snapshots']} snapshots, {info['packs']} packs.\n"
+        f"{info['through'][:12]}: {plural(info['snapshots'], 'snapshot')}, "
+        f"{plural(info['packs'], 'pack')}.\n"
         "Start `peerbak daemon`; `peerbak snapshots` and `peerbak restore` work now.",
     )
 
