@@ -380,7 +380,8 @@ def restore(
         text = (
             f"Restored snapshot {summary['snapshot_id'][:8]} to {summary['target']}: "
             f"{plural(summary['files_restored'], 'file')}, "
-            f"{human_size(summary['bytes_restored'])} in {summary['total_duration']:.1f} s ({summary['mb_per_s']} MB/s)\n"
+            f"{human_size(summary['bytes_restored'])} in {summary['total_duration']:.1f} s "
+            f"({summary['mb_per_s']} MB/s)\n"
             f"Served by: {served}"
         )
         for name, why in summary["down"].items():
