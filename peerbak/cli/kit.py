@@ -152,8 +152,7 @@ async def _session(
 ) -> T:
     from peerbak.node.compose import open_repository
 
-    ctx = click.get_current_context(silent=True)
-    up, down = ctx.find_root().meta.get(LIMITS, (0, 0)) if ctx is not None else (0, 0)
+    up, down = _global(LIMITS, (0, 0))
     with home.lock(lock, wait=LOCK_WAIT) if lock else contextlib.nullcontext():
         try:
             repo = await open_repository(home, limit_upload=up, limit_download=down)
@@ -312,8 +311,13 @@ LIMITS: Final = "peerbak.limits"
 
 def quiet() -> bool:
     """``peerbak -q``: no progress, no summary; errors still go to stderr."""
+    return bool(_global(QUIET, False))
+
+
+def _global(key: str, default: Any) -> Any:
+    """A global option the root command kept in its context (``default`` outside one)."""
     ctx = click.get_current_context(silent=True)
-    return bool(ctx is not None and ctx.find_root().meta.get(QUIET))
+    return default if ctx is None else ctx.find_root().meta.get(key, default)
 
 
 def plural(count: int, noun: str) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
 import threading
 import time
@@ -45,8 +44,6 @@ from peerbak.services.archiver import (
 from peerbak.services.index import META_PACK, Made, store, write_index
 from peerbak.services.packer import KnownChunks, Packer
 from peerbak.services.repository import DATA, META, Repository, crash_point
-
-log = logging.getLogger(__name__)
 
 #: Seconds a backup waits for the daemon's repair to let go of the lock.
 LOCK_WAIT: Final = 600.0

@@ -16,25 +16,11 @@ import tarfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from peerbak.core import objects
 from peerbak.core.errors import IntegrityError, NotFoundError
-from peerbak.core.objects import Entry, NodeType, Snapshot, Tree
+from peerbak.core.objects import Entry, NodeType, Snapshot
 from peerbak.services.fetch import read_blobs
 from peerbak.services.repository import Repository
-
-
-async def find_entry(repo: Repository, snapshot: Snapshot, path: str) -> Entry | None:
-    """The entry at ``path`` in the snapshot (None for its root), or NotFoundError."""
-    names = [os.fsencode(p) for p in path.strip("/").split("/") if p]
-    tree_id, entry = bytes(snapshot.tree), None
-    for depth, name in enumerate(names):
-        entries = objects.decode(await repo.read_blob(tree_id), Tree, "tree").entries
-        entry = next((e for e in entries if e.name == name), None)
-        last = depth == len(names) - 1
-        if entry is None or (not last and entry.type is not NodeType.DIR):
-            raise NotFoundError(f"{path}: no such file or directory in snapshot {snapshot.short}")
-        tree_id = bytes(entry.subtree)
-    return entry
+from peerbak.services.restore import find_entry
 
 
 async def file_chunks(repo: Repository, entry: Entry) -> AsyncIterator[bytes]:
@@ -108,7 +94,7 @@ async def _tar(repo: Repository, tree_id: bytes, top: str, write: Callable[[byte
 
 
 async def _tar_tree(repo: Repository, tar: tarfile.TarFile, tree: bytes, prefix: str) -> None:
-    for entry in objects.decode(await repo.read_blob(tree), Tree, "tree").entries:
+    for entry in (await repo.read_tree(tree)).entries:
         name = f"{prefix}/{os.fsdecode(entry.name)}"
         info = tarfile.TarInfo(name)
         info.mode, info.mtime = entry.mode, entry.mtime_ns / 1e9
@@ -156,7 +142,7 @@ async def find(
         stack: list[tuple[bytes, str]] = [(bytes(snapshot.tree), "")]
         while stack:
             tree_id, prefix = stack.pop()
-            for entry in objects.decode(await repo.read_blob(tree_id), Tree, "tree").entries:
+            for entry in (await repo.read_tree(tree_id)).entries:
                 path = f"{prefix}/{os.fsdecode(entry.name)}"
                 name = os.fsdecode(entry.name)
                 if any(fnmatch.fnmatchcase(path if "/" in p else name, p) for p in patterns):
@@ -207,7 +193,7 @@ async def diff(repo: Repository, old: Snapshot, new: Snapshot) -> AsyncIterator[
 
 
 async def _entries(repo: Repository, tree_id: bytes) -> list[Entry]:
-    return objects.decode(await repo.read_blob(tree_id), Tree, "tree").entries
+    return (await repo.read_tree(tree_id)).entries
 
 
 async def _all(

@@ -33,7 +33,7 @@ from typing import Any, Final
 from peerbak.core import objects
 from peerbak.core.crypto import BlobType
 from peerbak.core.errors import InputError
-from peerbak.core.objects import Snapshot, Tree
+from peerbak.core.objects import Snapshot
 from peerbak.core.pack import PackRecord
 from peerbak.core.retention import GROUP_BY_DEFAULT, Decision, KeepPolicy, apply_policy, group
 from peerbak.core.selection import EVERY, Selection
@@ -84,7 +84,7 @@ async def forget(
     if ids:
         if not policy.empty():
             raise InputError("give snapshot ids or --keep-* rules, not both")
-        named = {(await repo.find_snapshot(text)).id: text for text in ids}
+        named = {(await repo.find_snapshot(text)).id for text in ids}
         decisions = [Decision(s, False, ()) for s in snaps if s.id in named]
     else:
         if policy.empty():
@@ -121,8 +121,7 @@ async def _mark(repo: Repository, snaps: list[Snapshot], marks: IdSet, report: P
             stack.append(snap.tree)
     while stack:
         tree_id = stack.pop()
-        raw = await repo.read_blob(tree_id)
-        tree = objects.decode(raw, Tree, "tree", tree_id.hex()[:12])
+        tree = await repo.read_tree(tree_id)
         report.trees += 1
         chunks: list[bytes] = []
         for entry in tree.entries:

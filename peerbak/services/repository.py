@@ -33,7 +33,7 @@ from peerbak.core.errors import (
     PeerUnavailable,
 )
 from peerbak.core.ids import ShardKey
-from peerbak.core.objects import IndexPack, Manifest, ManifestBody, Snapshot
+from peerbak.core.objects import IndexPack, Manifest, ManifestBody, Snapshot, Tree
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.core.placement import Candidate, default_code, place
 from peerbak.core.selection import EVERY, Selection
@@ -455,6 +455,11 @@ class Repository:
                 self._meta_cache.pop(next(iter(self._meta_cache)))
             self._meta_cache[pack_id] = blobs
         return blobs[bytes(ident)]
+
+    async def read_tree(self, ident: bytes) -> Tree:
+        """One tree of a snapshot, read and checked (see :meth:`read_blob`)."""
+        raw = await self.read_blob(ident)
+        return objects.decode(raw, Tree, "tree", bytes(ident).hex()[:12])
 
     async def read_index(self, listed: IndexPack) -> list[IndexPack]:
         """Every IndexPack in the index objects of one listed index pack."""

@@ -41,7 +41,7 @@ from peerbak.core.errors import (
     StorageError,
     Unmatched,
 )
-from peerbak.core.objects import Entry, NodeType, Snapshot, Tree
+from peerbak.core.objects import Entry, NodeType, Snapshot
 from peerbak.core.pack import PackRecord
 from peerbak.core.selection import EVERY, Selection, split_ref
 from peerbak.services.fetch import FetchReport, read_blobs
@@ -149,8 +149,7 @@ class Restorer:
     async def _walk(self, tree_id: bytes, here: bytes, rel: str, forced: bool) -> bool:
         """Plan what is wanted below ``here`` (relative to the target); True when anything
         was."""
-        raw = await self.repo.read_blob(tree_id)
-        tree = objects.decode(raw, Tree, "tree", tree_id.hex()[:12])
+        tree = await self.repo.read_tree(tree_id)
         any_wanted = False
         for entry in tree.entries:
             name = os.fsdecode(check_name(entry.name))
@@ -520,17 +519,29 @@ async def run_restore(
     }
 
 
+async def find_entry(repo: Repository, snapshot: Snapshot, path: str) -> Entry | None:
+    """The entry at ``path`` in the snapshot (None for its root), or NotFoundError."""
+    names = [os.fsencode(p) for p in path.strip("/").split("/") if p]
+    tree_id, entry = bytes(snapshot.tree), None
+    for depth, name in enumerate(names):
+        entries = (await repo.read_tree(tree_id)).entries
+        entry = next((e for e in entries if e.name == name), None)
+        last = depth == len(names) - 1
+        if entry is None or (not last and entry.type is not NodeType.DIR):
+            raise NotFoundError(f"{path}: no such file or directory in snapshot {snapshot.short}")
+        tree_id = bytes(entry.subtree)
+    return entry
+
+
 async def subtree(repo: Repository, snapshot: Snapshot, path: str) -> bytes:
     """The tree of directory ``path`` in the snapshot, or NotFoundError."""
-    tree_id = bytes(snapshot.tree)
-    for name in [os.fsencode(p) for p in path.strip("/").split("/") if p]:
-        raw = await repo.read_blob(tree_id)
-        entries = objects.decode(raw, Tree, "tree", tree_id.hex()[:12]).entries
-        found = next((e for e in entries if e.name == name), None)
-        if found is None or found.type is not NodeType.DIR:
-            raise NotFoundError(f"{path}: no such directory in snapshot {snapshot.id.hex()[:8]}")
-        tree_id = bytes(found.subtree)
-    return tree_id
+    with contextlib.suppress(NotFoundError):
+        entry = await find_entry(repo, snapshot, path)
+        if entry is None:
+            return bytes(snapshot.tree)
+        if entry.type is NodeType.DIR:
+            return bytes(entry.subtree)
+    raise NotFoundError(f"{path}: no such directory in snapshot {snapshot.short}")
 
 
 async def list_tree(
@@ -541,8 +552,7 @@ async def list_tree(
     below = "/" + below.strip("/") if below.strip("/") else "/"
 
     async def walk(tree_id: bytes, prefix: str) -> AsyncIterator[dict[str, Any]]:
-        raw = await repo.read_blob(tree_id)
-        for entry in objects.decode(raw, Tree, "tree", tree_id.hex()[:12]).entries:
+        for entry in (await repo.read_tree(tree_id)).entries:
             path = f"{prefix}/{os.fsdecode(entry.name)}"
             inside = below in ("/", path) or path.startswith(below + "/")
             if inside:

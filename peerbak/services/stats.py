@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from peerbak.core import objects
-from peerbak.core.objects import NodeType, Snapshot, Tree
+from peerbak.core.objects import NodeType, Snapshot
 from peerbak.services.repository import Repository
 
 
@@ -25,7 +24,7 @@ async def _snapshot_chunks(repo: Repository, snap: Snapshot) -> tuple[int, int, 
         if tree_id in seen:
             continue
         seen.add(tree_id)
-        tree = objects.decode(await repo.read_blob(tree_id), Tree, "tree", tree_id.hex()[:12])
+        tree = await repo.read_tree(tree_id)
         for entry in tree.entries:
             if entry.type is NodeType.DIR:
                 todo.append(entry.subtree)

@@ -9,10 +9,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from peerbak.core import objects
 from peerbak.core.health import DAY
 from peerbak.core.ids import PackId, ShardKey
-from peerbak.core.objects import Snapshot, Tree
+from peerbak.core.objects import Snapshot
 from peerbak.core.pack import PackRecord
 from peerbak.services.backup import run_backup
 from peerbak.services.repository import Repository
@@ -71,7 +70,7 @@ async def used_ids(repo: Repository, snaps: list[Snapshot]) -> set[bytes]:
         if tree_id in seen:
             continue
         seen.add(tree_id)
-        tree = objects.decode(await repo.read_blob(tree_id), Tree, "tree")
+        tree = await repo.read_tree(tree_id)
         for entry in tree.entries:
             if entry.subtree:
                 stack.append(bytes(entry.subtree))

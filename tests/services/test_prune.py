@@ -35,16 +35,6 @@ from tests.services.kit import node
 LAST = KeepPolicy(last=1)
 
 
-@pytest.fixture
-def src(tmp_path: Path) -> Path:
-    return tmp_path / "src"
-
-
-@pytest.fixture
-async def made(repo: Repository, mempool: MemoryPool, src: Path) -> Made:
-    return await care.history(repo, mempool, src)
-
-
 async def _ids(repo: Repository) -> list[str]:
     return sorted(s.id.hex() for s in await repo.snapshots())
 

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from peerbak.core import objects
 from peerbak.core.crypto import BlobType
 from peerbak.core.errors import NotEnoughShares, NotFoundError
-from peerbak.core.objects import NodeType, Tree
+from peerbak.core.objects import NodeType
 from peerbak.core.pack import PackRecord
 from peerbak.core.selection import Selection
 from peerbak.services import archiver
@@ -107,7 +106,7 @@ async def file_chunks(repo: Repository) -> dict[Path, list[bytes]]:
     out: dict[Path, list[bytes]] = {}
 
     async def walk(tree_id: bytes, here: Path) -> None:
-        tree = objects.decode(await repo.read_blob(tree_id), Tree, "tree")
+        tree = await repo.read_tree(tree_id)
         for entry in tree.entries:
             path = here / os.fsdecode(entry.name)
             if entry.type is NodeType.DIR:

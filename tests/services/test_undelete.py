@@ -30,16 +30,6 @@ from tests.services.kit import node
 Disks = dict[bytes, set[str]]
 
 
-@pytest.fixture
-def src(tmp_path: Path) -> Path:
-    return tmp_path / "src"
-
-
-@pytest.fixture
-async def made(repo: Repository, mempool: MemoryPool, src: Path) -> Made:
-    return await care.history(repo, mempool, src)
-
-
 def _live(mempool: MemoryPool) -> Disks:
     return {n: care.live(mempool, n) for n in mempool.members}
 
