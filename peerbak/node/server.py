@@ -97,6 +97,7 @@ class Node:
         self.links: dict[bytes, PeerLink] = {}
         self.stopping = asyncio.Event()
         self._sessions: set[asyncio.Task[Any]] = set()
+        self._touches: set[asyncio.Task[None]] = set()  # last-seen records being written
         #: Sessions waiting for the peer's next request: nothing of theirs is half done.
         self._idle: set[asyncio.Task[Any]] = set()
         self._by_ssh: dict[bytes, bytes] = {}
@@ -285,7 +286,11 @@ class Node:
             await chan.send(await self.admit(caller.ssh_key, request))
             return
         owner = NodeId(caller.node)
-        await self.ledger.touch_member(caller.node, self.clock())
+        # Bookkeeping, not service: a local process stopped inside a ledger write (a
+        # backup SIGSTOPped) must not make this node unable to answer its friends.
+        touch = asyncio.create_task(self._touch(caller.node))
+        self._touches.add(touch)
+        touch.add_done_callback(self._touches.discard)
         link = self.links.get(caller.node)
         if link is not None:
             link.seen_alive()
@@ -307,6 +312,12 @@ class Node:
                 continue
             if not handled:
                 raise RemoteProtocolError(f"unexpected {type(msg).__name__} from a member")
+
+    async def _touch(self, node: bytes) -> None:
+        try:
+            await self.ledger.touch_member(node, self.clock())
+        except Exception as exc:  # bookkeeping: a failure must not end anything
+            log.warning("member %s seen, not recorded: %s", node.hex()[:12], exc)
 
     def open_held_stores(self) -> None:
         """Open every owner's store once at start: that sweeps writes a crash cut short."""
