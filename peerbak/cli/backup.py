@@ -15,17 +15,19 @@ from peerbak.cli.kit import (
     human_size,
     parse_pairs,
     parse_size,
-    plural,
     quiet,
     repo_call,
+    rfc3339,
     run,
     selection,
     selection_options,
     when,
 )
 from peerbak.core.errors import InputError, PartialBackup, PartialRestore
+from peerbak.core.words import plural
 
 if TYPE_CHECKING:
+    from peerbak.core.objects import Snapshot
     from peerbak.services.repository import Repository
 
 
@@ -74,7 +76,7 @@ class _Progress:
         of = f" / {human_size(total)}" if total else ""
         line = (
             f"[{_clock(elapsed)}] {files} files  {human_size(done)}{of}  "
-            f"{rate / 1e6:.0f} MB/s{eta}  {status['errors']} errors"
+            f"{rate / 1e6:.0f} MB/s{eta}  {plural(status['errors'], 'error')}"
         )
         click.echo("\r" + line[:150].ljust(100), nl=False, err=True)
         self.shown = True
@@ -121,6 +123,7 @@ def _clock(seconds: float) -> str:
 )
 @click.option("-x", "--one-file-system", is_flag=True, help="Do not cross mount points.")
 @click.option("--tag", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option("--host", default="", help="The snapshot's host name (default: this machine's).")
 @click.option("-n", "--dry-run", is_flag=True, help="Read and chunk, store nothing.")
 @click.option("--shards", help="k/n, e.g. 3/5 (default: from the pool's size).")
 @click.option("--pack-size", help="Target size of data packs (default 16MiB; 64KiB..16MiB).")
@@ -138,6 +141,7 @@ def backup(
     exclude_file: tuple[str, ...],
     one_file_system: bool,
     tag: tuple[str, ...],
+    host: str,
     dry_run: bool,
     shards: str | None,
     pack_size: str | None,
@@ -182,6 +186,7 @@ def backup(
             "exclude_larger_than": parse_size(exclude_larger_than) if exclude_larger_than else 0,
             "one_file_system": one_file_system,
             "tags": list(tag),
+            "host": host,
             "dry_run": dry_run,
             "code": _shards(shards),
             "pack_size": _pack_size(pack_size),
@@ -212,8 +217,8 @@ def backup(
             f"Dirs: {s['dirs']}\n"
             f"Added to the pool: {human_size(s['data_added'])} new data, "
             f"{human_size(s['stored_added'])} stored with redundancy ({s['k']}-of-{s['n']}, "
-            f"{s['packs_added']} packs)\n"
-            f"Processed {s['total_files_processed']} files, "
+            f"{plural(s['packs_added'], 'pack')})\n"
+            f"Processed {plural(s['total_files_processed'], 'file')}, "
             f"{human_size(s['total_bytes_processed'])} in {_clock(s['total_duration'])}\n"
             + (
                 "Dry run: nothing was stored."
@@ -242,7 +247,7 @@ def snapshots(
 
     only = selection(hosts, paths, tags)
 
-    async def go(repo: Repository) -> list[dict[str, Any]]:
+    async def go(repo: Repository) -> list[Snapshot]:
         chosen = [s for s in await repo.snapshots() if s in only]
         if latest > 0:
             groups = group(chosen, GROUP_BY_DEFAULT, key=lambda s: (s.hostname, s.paths, s.tags))
@@ -252,9 +257,10 @@ def snapshots(
                 for s in sorted(members, key=lambda s: s.time)[-latest:]
             }
             chosen = [s for s in chosen if s.id in last]
-        return [_snapshot_row(s) for s in chosen]
+        return chosen
 
-    rows = repo_call(as_json, go)
+    chosen = repo_call(as_json, go)
+    rows = [_snapshot_row(s) for s in chosen]
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -264,7 +270,7 @@ def snapshots(
         (
             (
                 r["short_id"],
-                when(r["time"]),
+                when(s.time),
                 r["hostname"],
                 ",".join(r["tags"]),
                 "\n".join(r["paths"]),
@@ -272,18 +278,18 @@ def snapshots(
                 human_size(r["summary"]["total_bytes"]),
                 f"{r['k']}/{r['n']}",
             )
-            for r in rows
+            for s, r in zip(chosen, rows, strict=True)
         ),
     )
 
 
-def _snapshot_row(s: Any) -> dict[str, Any]:
+def _snapshot_row(s: Snapshot) -> dict[str, Any]:
     import msgspec
 
     return {
         "id": s.id.hex(),
         "short_id": s.short,
-        "time": s.time,
+        "time": rfc3339(s.time),
         "hostname": s.hostname,
         "paths": s.paths,
         "tags": s.tags,
@@ -326,9 +332,10 @@ def ls(
     rows = repo_call(as_json, go)
     for row in rows:
         if as_json:
-            click.echo(json.dumps(row))
+            click.echo(json.dumps({**row, "mtime": rfc3339(row["mtime_ns"] / 1e9)}))
         elif long_:
-            click.echo(f"{row['permissions']} {row['size']:>12} {row['mtime_text']} {row['path']}")
+            stamp = when(row["mtime_ns"] / 1e9)
+            click.echo(f"{row['permissions']} {row['size']:>12} {stamp} {row['path']}")
         else:
             click.echo(row["path"])
 
@@ -376,7 +383,7 @@ def restore(
         for error in summary["errors"]:
             click.echo(f"{'error' if code else 'warning'}: {error}", err=True)
     else:
-        served = ", ".join(f"{k} ({v} shards)" for k, v in summary["served_by"].items())
+        served = ", ".join(f"{k} ({plural(v, 'shard')})" for k, v in summary["served_by"].items())
         text = (
             f"Restored snapshot {summary['snapshot_id'][:8]} to {summary['target']}: "
             f"{plural(summary['files_restored'], 'file')}, "
@@ -439,7 +446,7 @@ def find(
         snaps = sorted((s for s in await repo.snapshots() if s in only), key=lambda s: s.time)
         return [row async for row in run_find(repo, snaps, list(patterns))]
 
-    rows = repo_call(as_json, go)
+    rows = [{**r, "mtime": rfc3339(r["mtime_ns"] / 1e9)} for r in repo_call(as_json, go)]
     if as_json:
         click.echo(json.dumps(rows))
         return
@@ -486,10 +493,13 @@ def diff(old: str, new: str, as_json: bool) -> None:
 @click.argument("snapshot", required=False)
 @click.option("--json", "as_json", is_flag=True)
 def stats(snapshot: str | None, as_json: bool) -> None:
-    """Sizes: logical, deduplicated, stored with redundancy; per snapshot and member."""
+    """Sizes: as files, deduplicated, compressed into packs, stored with redundancy; what
+    each snapshot added and what each member holds."""
     from peerbak.services.stats import run_stats
 
     info = repo_call(as_json, lambda repo: run_stats(repo, snapshot))
+    for row in info["added_by_snapshot"]:
+        row["time"] = rfc3339(row["time"])
     if as_json:
         click.echo(json.dumps(info))
         return
@@ -500,9 +510,12 @@ def stats(snapshot: str | None, as_json: bool) -> None:
     )
     click.echo(
         f"{what}: {plural(info['files'], 'file')}\n"
-        f"  logical size:        {human_size(info['logical_bytes'])}\n"
-        f"  deduplicated:        {human_size(info['deduplicated_bytes'])}\n"
-        f"  stored (redundancy): {human_size(info['stored_bytes'])}"
+        f"  logical size:  {human_size(info['logical_bytes'])}\n"
+        f"  deduplicated:  {human_size(info['deduplicated_bytes'])}  (data and trees)\n"
+        f"  in packs:      {human_size(info['packed_bytes'])}"
+        f"  compression {info['compression_ratio']:.2f}×\n"
+        f"  stored:        {human_size(info['stored_bytes'])}"
+        f"  redundancy {info['redundancy']:.2f}× (the packs' shards on members' disks)"
     )
     emit_table(
         "added by each snapshot",

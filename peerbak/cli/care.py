@@ -19,9 +19,9 @@ from peerbak.cli.kit import (
     matching,
     open_home,
     parse_size,
-    plural,
     pool_call,
     repo_call,
+    rfc3339,
     run,
     selection,
     selection_options,
@@ -35,6 +35,7 @@ from peerbak.core.errors import (
     RepairStuck,
 )
 from peerbak.core.retention import COUNT_RULES, WITHIN_RULES
+from peerbak.core.words import plural
 
 if TYPE_CHECKING:
     from peerbak.services.repository import Repository
@@ -71,12 +72,13 @@ def status(as_json: bool) -> None:
 def _print_health(h: dict[str, Any]) -> None:
     click.echo(f"pool: {h['verdict']}")
     click.echo(
-        f"  {h['packs']} packs: {h['packs_full']} with every shard healthy, "
+        f"  {plural(h['packs'], 'pack')}: {h['packs_full']} with every shard healthy, "
         f"{h['packs_repairable']} waiting for repair, {h['packs_below_k']} below k"
     )
     for row in h["by_health"]:
         click.echo(
-            f"    {row['packs']} packs with {row['healthy']} of {row['n']} healthy (k={row['k']})"
+            f"    {plural(row['packs'], 'pack')} with {row['healthy']} of {row['n']} healthy "
+            f"(k={row['k']})"
         )
     if h["repair_uploads_pending"] or h["releases_pending"]:
         click.echo(
@@ -128,14 +130,15 @@ def check(
     else:
         r = report
         click.echo(
-            f"{r['packs']} packs, {r['shards_expected']} shards on members: "
+            f"{plural(r['packs'], 'pack')}, {plural(r['shards_expected'], 'shard')} on members: "
             f"{r['shards_missing']} missing, {r['shards_unknown']} not in the ledger "
             "(leftovers, reclaimed by the next backup)"
         )
         if read_data or read_data_subset:
             click.echo(
-                f"read {r['packs_read']} packs in full: {r['shards_damaged']} damaged shards, "
-                f"{r['packs_unreadable']} unreadable packs"
+                f"read {plural(r['packs_read'], 'pack')} in full: "
+                f"{plural(r['shards_damaged'], 'damaged shard')}, "
+                f"{plural(r['packs_unreadable'], 'unreadable pack')}"
             )
         if "drill" in r:
             d = r["drill"]
@@ -230,14 +233,15 @@ def repair(limit: str | None, as_json: bool) -> None:
         click.echo(json.dumps(r))
     else:
         click.echo(
-            f"{r['packs_short']} packs short of shards; {r['packs_repaired']} repaired "
-            f"({r['shards_placed']} shards placed, {human_size(r['bytes_fetched'])} fetched, "
-            f"{human_size(r['bytes_sent'])} sent); {r['shards_released']} old copies released"
+            f"{plural(r['packs_short'], 'pack')} short of shards; {r['packs_repaired']} "
+            f"repaired ({plural(r['shards_placed'], 'shard')} placed, "
+            f"{human_size(r['bytes_fetched'])} fetched, {human_size(r['bytes_sent'])} sent); "
+            f"{plural(r['shards_released'], 'old copy', 'old copies')} released"
         )
         for line in r["stuck"]:
             click.echo(f"not repaired: {line}")
     if r["stuck"]:
-        fail(as_json, RepairStuck(f"{len(r['stuck'])} packs could not be repaired"))
+        fail(as_json, RepairStuck(f"{plural(len(r['stuck']), 'pack')} could not be repaired"))
 
 
 @click.command()
@@ -251,9 +255,10 @@ def undelete(as_json: bool) -> None:
         click.echo(json.dumps(r))
         return
     click.echo(
-        f"{r['shards_restored']} shards brought back from {len(r['members'])} members' trash; "
+        f"{plural(r['shards_restored'], 'shard')} brought back from the trash of "
+        f"{plural(len(r['members']), 'member')}; "
         f"{plural(r['snapshots'], 'snapshot')} and {plural(r['packs'], 'pack')} listed again "
-        f"(manifest kept by {r['manifest_copies']} members)"
+        f"(manifest kept by {plural(r['manifest_copies'], 'member')})"
     )
 
 
@@ -350,7 +355,7 @@ def forget(
             "snapshots": [
                 {
                     "id": d.snapshot.id.hex(),
-                    "time": d.snapshot.time,
+                    "time": rfc3339(d.snapshot.time),
                     "host": d.snapshot.hostname,
                     "paths": d.snapshot.paths,
                     "tags": d.snapshot.tags,
@@ -478,18 +483,18 @@ def prune(dry_run: bool, repack_below: str, as_json: bool) -> None:
 def _print_prune(r: dict[str, Any]) -> None:
     verb = "would delete" if r["dry_run"] else "deleted"
     click.echo(
-        f"{r['snapshots']} snapshots use {r['chunks_used']} chunks and trees; "
-        f"{r['packs_unused']} of {r['packs']} packs unused: {verb} "
+        f"{plural(r['snapshots'], 'snapshot')} use {r['chunks_used']} chunks and trees; "
+        f"{r['packs_unused']} of {plural(r['packs'], 'pack')} unused: {verb} "
         f"{r['packs_deleted'] if not r['dry_run'] else r['packs_unused']}"
     )
     if r["packs_repacked"]:
         click.echo(
-            f"{r['packs_repacked']} mostly unused packs repacked "
+            f"{plural(r['packs_repacked'], 'mostly unused pack')} repacked "
             f"({human_size(r['bytes_repacked'])} of used data copied into new packs)"
         )
     if r["packs_partly_used"]:
         click.echo(
-            f"{r['packs_partly_used']} packs are partly used and kept whole "
+            f"{plural(r['packs_partly_used'], 'pack')} partly used and kept whole "
             f"({human_size(r['bytes_unused_kept'])} of unused data in them)"
         )
 

@@ -272,11 +272,21 @@ def time_ago(when: float | None) -> str:
     return f"{seconds:.0f} s ago"
 
 
-def when(t: float) -> str:
-    """A snapshot's time as the tables show it (local time)."""
-    import time
+def when(t: float | str) -> str:
+    """A snapshot's time as the tables show it (local time), from epoch seconds or the
+    RFC 3339 text of :func:`rfc3339`."""
+    import datetime
 
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+    if isinstance(t, str):
+        t = datetime.datetime.fromisoformat(t).timestamp()
+    return datetime.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def rfc3339(t: float) -> str:
+    """A time as restic's JSON gives it: RFC 3339 in local time, with its offset."""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(t, tz=datetime.UTC).astimezone().isoformat()
 
 
 def selection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -318,11 +328,6 @@ def _global(key: str, default: Any) -> Any:
     """A global option the root command kept in its context (``default`` outside one)."""
     ctx = click.get_current_context(silent=True)
     return default if ctx is None else ctx.find_root().meta.get(key, default)
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 snapshot``, ``2 snapshots``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def human_size(n: int) -> str:

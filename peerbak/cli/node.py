@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from peerbak.cli.kit import emit, home_call, home_path, plural, run
+from peerbak.cli.kit import emit, home_call, home_path, run
 from peerbak.core.errors import InputError
 from peerbak.core.textcode import KEY_FILE_MAX
+from peerbak.core.words import plural
 
 if TYPE_CHECKING:
     pass

@@ -22,6 +22,7 @@ from peerbak.cli.kit import (
     time_ago,
 )
 from peerbak.core.errors import InputError
+from peerbak.core.words import plural
 
 if TYPE_CHECKING:
     from peerbak.services.repository import Repository
@@ -69,7 +70,7 @@ def join(token: str, as_json: bool) -> None:
         as_json,
         info,
         f"Joined pool {info['pool'][:12]} through {info['inviter'][:12]}: "
-        f"{info['members']} members.",
+        f"{plural(info['members'], 'member')}.",
     )
 
 
@@ -85,7 +86,7 @@ def peers(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(h["members"]))
         return
     emit_table(
-        f"{len(h['members'])} members",
+        plural(len(h["members"]), "member"),
         [
             "name",
             "node",
@@ -166,7 +167,7 @@ def _removal_text(info: dict[str, Any], verb: str) -> str:
 def gossip(as_json: bool) -> None:
     """Push this node's roster records to every member now (normally every 10 minutes)."""
     info = run(as_json, lambda: ask_daemon({"cmd": "gossip"}))
-    emit(as_json, info, f"Told {info['members'] - 1} members what this node knows.")
+    emit(as_json, info, f"Told {plural(info['members'] - 1, 'member')} what this node knows.")
 
 
 COMMANDS = (invite, join, peers, leave, gossip)

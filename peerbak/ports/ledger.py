@@ -25,6 +25,23 @@ UNPUBLISHED_DOOM: Final = "unpublished_doom"
 
 
 @dataclass(frozen=True, slots=True)
+class SpaceUse:
+    """What some distinct data and tree blobs take, at each step from file to friends' disks.
+
+    ``plain`` and ``packed`` count each blob once, as the index places it (a copy left in
+    another pack is not counted); ``pack_bytes`` and ``stored`` count the whole packs that
+    hold them. So ``plain / packed`` is what compression saved and ``stored / pack_bytes``
+    what redundancy costs, and the two views of ``stats`` (one snapshot, the whole node)
+    measure the same things the same way.
+    """
+
+    plain: int  # plaintext bytes
+    packed: int  # their bytes in packs: compressed, encrypted, framing included
+    pack_bytes: int  # the length of the packs that hold them
+    stored: int  # the shard bytes of those packs on members' disks: redundancy included
+
+
+@dataclass(frozen=True, slots=True)
 class MemberStats:
     """What this node has observed of one member."""
 
@@ -279,12 +296,10 @@ class Ledger(Protocol):
         """member → (shards, bytes) of this node's stored shards it holds."""
         ...
 
-    async def chunk_sizes(self, chunk_ids: set[bytes]) -> tuple[int, int]:
-        """(plaintext bytes of these distinct chunks, shard bytes of their packs)."""
-        ...
-
-    async def totals(self) -> tuple[int, int]:
-        """(plaintext bytes of every distinct stored chunk, shard bytes stored)."""
+    async def space(self, blob_ids: set[bytes] | None = None) -> SpaceUse:
+        """The space these distinct blobs take; for None every data and tree blob the
+        index places, with every stored pack (index packs too, so ``stored`` is the sum
+        of what the members hold)."""
         ...
 
     # -- snapshots and retention -------------------------------------------------------------

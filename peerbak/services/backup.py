@@ -81,6 +81,7 @@ async def run_backup(
     exclude_larger_than: int = 0,
     one_file_system: bool = False,
     tags: Sequence[str] = (),
+    host: str = "",
     dry_run: bool = False,
     code: tuple[int, int] | None = None,
     pack_size: int = 16 << 20,
@@ -91,7 +92,8 @@ async def run_backup(
 ) -> dict[str, Any]:
     """Back ``paths`` up (or, with ``stdin``, one file of that name read from that
     stream); returns restic's summary fields and ours. The caller holds the writer's
-    lock (``repo.home.lock("backup")``); the snapshot's time is the repository's clock."""
+    lock (``repo.home.lock("backup")``); the snapshot's time is the repository's clock,
+    its host ``host`` or else the repository's."""
     started = time.monotonic()
     sources: list[Path] = []
     missing: list[Path] = []
@@ -124,6 +126,7 @@ async def run_backup(
         spec,
         one_file_system,
         list(tags),
+        host or repo.hostname,
         dry_run,
         code,
         on_status,
@@ -142,6 +145,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
     spec: Excludes | None,
     one_file_system: bool,
     tags: list[str],
+    hostname: str,
     dry_run: bool,
     code_override: tuple[int, int] | None,
     on_status: Callable[[dict[str, Any]], None] | None,
@@ -250,15 +254,15 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
         errors=p.errors,
     )
     snapshots = await repo.snapshots()
-    parent = max(
-        (s for s in snapshots if s.paths == [str(x) for x in sources]),
+    parent = max(  # as restic: the latest of the same host and paths
+        (s for s in snapshots if s.paths == [str(x) for x in sources] and s.hostname == hostname),
         key=lambda s: s.time,
         default=None,
     )
     snap = Snapshot(
         id=repo.random_bytes(16),
         time=repo.clock(),
-        hostname=repo.hostname,
+        hostname=hostname,
         paths=[str(x) for x in sources],
         tags=tags,
         tree=bytes(root),

@@ -37,6 +37,7 @@ from peerbak.core.objects import IndexPack, Manifest, ManifestBody, Snapshot, Tr
 from peerbak.core.pack import PackRecord, Shard
 from peerbak.core.placement import Candidate, default_code, place
 from peerbak.core.selection import EVERY, Selection
+from peerbak.core.words import plural, verb
 from peerbak.ports import ShardInfo
 from peerbak.ports import ledger as ports_ledger
 from peerbak.ports.ledger import UNPUBLISHED_DOOM
@@ -293,7 +294,8 @@ class Repository:
             return
         down = "; ".join(f"{m.label} ({m.error})" for m in self.members.values() if not m.up)
         raise PeerUnavailable(
-            f"only {len(up)} members are reachable; {code.k}-of-{code.n} needs at least "
+            f"only {plural(len(up), 'member')} {verb(len(up), 'is', 'are')} reachable; "
+            f"{code.k}-of-{code.n} needs at least "
             f"{code.k + 1}. Unreachable: {down}"
         )
 
@@ -318,7 +320,8 @@ class Repository:
                 if not m.up or m.failing
             )
             raise PeerUnavailable(
-                f"pack {record.pack_id.short}: only {len(holders)} members can take a shard; "
+                f"pack {record.pack_id.short}: only {plural(len(holders), 'member')} can take a "
+                f"shard; "
                 f"{record.k}-of-{record.n} needs {record.k + 1}"
                 + (f". Left out: {down}" if down else "")
             )
@@ -350,7 +353,7 @@ class Repository:
         acked = [i for i, ok in enumerate(done) if ok]
         if len(acked) < record.k:
             raise PeerUnavailable(
-                f"pack {record.pack_id.short}: only {len(acked)} members stored a shard, "
+                f"pack {record.pack_id.short}: only {plural(len(acked), 'member')} stored a shard, "
                 f"{record.k} are needed"
             )
         crash_point("uploaded-not-recorded")

@@ -44,6 +44,7 @@ from peerbak.core.errors import (
 from peerbak.core.objects import Entry, NodeType, Snapshot
 from peerbak.core.pack import PackRecord
 from peerbak.core.selection import EVERY, Selection, split_ref
+from peerbak.core.words import plural, verb
 from peerbak.services.fetch import FetchReport, read_blobs
 from peerbak.services.repository import Repository
 from peerbak.services.target import TargetDir, check_name
@@ -278,7 +279,7 @@ class Restorer:
                 counts[ident] += 1
         if wanted:
             raise IntegrityError(
-                f"pack {record.pack_id.hex()[:12]} lacks {len(wanted)} chunks the index "
+                f"pack {record.pack_id.hex()[:12]} lacks {plural(len(wanted), 'chunk')} the index "
                 "places in it",
                 obj="pack",
                 ident=record.pack_id.hex(),
@@ -448,14 +449,16 @@ class Restorer:
         count -= len(self._refused)  # named already, not lost chunks
         if count and not self.stats.failed_packs:
             raise IntegrityError(
-                f"{count} files did not get all their chunks, e.g. {os.fsdecode(example)}",
+                f"{plural(count, 'file')} did not get all their chunks, e.g. "
+                f"{os.fsdecode(example)}",
                 obj="restore",
                 check="complete",
             )
         self.stats.incomplete = count
         if count:
             self.stats.errors.append(
-                f"{count} files are incomplete (left as .partial), e.g. "
+                f"{plural(count, 'file')} {verb(count, 'is', 'are')} incomplete (left as "
+                ".partial), e.g. "
                 f"{os.fsdecode(self.target / os.fsdecode(example))}"
             )
         await asyncio.to_thread(self._last)
@@ -597,7 +600,6 @@ def _row(path: str, entry: Entry) -> dict[str, Any]:
         "uid": entry.uid,
         "gid": entry.gid,
         "mtime_ns": entry.mtime_ns,
-        "mtime_text": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.mtime_ns / 1e9)),
         "links": entry.links,
         "target": os.fsdecode(entry.target) if entry.target else "",
     }

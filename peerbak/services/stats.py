@@ -1,8 +1,11 @@
-"""``peerbak stats``: what the backups weigh, before and after deduplication and
-redundancy, what each snapshot added, and what each member holds.
+"""``peerbak stats``: what the backups weigh at each step (as files, deduplicated,
+compressed into packs, stored with redundancy), what each snapshot added, and what each
+member holds.
 
 For one snapshot the trees are walked (one visit per distinct tree) and its distinct
-chunks counted; for the whole node the ledger answers alone.
+blobs, chunks and trees, counted; for the whole node the ledger answers alone. Both views
+ask the ledger the same question (:meth:`Ledger.space`), so a node with one snapshot
+shows the same figures either way.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from peerbak.core.objects import NodeType, Snapshot
 from peerbak.services.repository import Repository
 
 
-async def _snapshot_chunks(repo: Repository, snap: Snapshot) -> tuple[int, int, set[bytes]]:
-    """(files, logical bytes, distinct chunk ids) of one snapshot."""
+async def _snapshot_blobs(repo: Repository, snap: Snapshot) -> tuple[int, int, set[bytes]]:
+    """(files, logical bytes, distinct chunk and tree ids) of one snapshot."""
     files = size = 0
     chunks: set[bytes] = set()
     seen: set[bytes] = set()
@@ -33,7 +36,7 @@ async def _snapshot_chunks(repo: Repository, snap: Snapshot) -> tuple[int, int, 
                 size += entry.size
                 content = entry.content
                 chunks.update(content[i : i + 32] for i in range(0, len(content), 32))
-    return files, size, chunks
+    return files, size, chunks | seen
 
 
 async def run_stats(repo: Repository, snapshot_ref: str | None) -> dict[str, Any]:
@@ -60,12 +63,12 @@ async def run_stats(repo: Repository, snapshot_ref: str | None) -> dict[str, Any
     ]
     if snapshot_ref is not None:
         snap = await repo.find_snapshot(snapshot_ref)
-        files, logical, chunks = await _snapshot_chunks(repo, snap)
-        dedup, stored = await repo.ledger.chunk_sizes(chunks)
+        files, logical, blobs = await _snapshot_blobs(repo, snap)
+        space = await repo.ledger.space(blobs)
         scope: dict[str, Any] = {"snapshot": snap.id.hex(), "snapshots": 1, "files": files}
     else:
         logical = sum(s.summary.total_bytes for s in snaps)
-        dedup, stored = await repo.ledger.totals()
+        space = await repo.ledger.space()
         scope = {
             "snapshot": "",
             "snapshots": len(snaps),
@@ -74,8 +77,16 @@ async def run_stats(repo: Repository, snapshot_ref: str | None) -> dict[str, Any
     return {
         **scope,
         "logical_bytes": logical,
-        "deduplicated_bytes": dedup,
-        "stored_bytes": stored,
+        "deduplicated_bytes": space.plain,
+        "packed_bytes": space.packed,
+        "pack_bytes": space.pack_bytes,
+        "stored_bytes": space.stored,
+        "compression_ratio": _ratio(space.plain, space.packed),
+        "redundancy": _ratio(space.stored, space.pack_bytes),
         "added_by_snapshot": added,
         "members": members,
     }
+
+
+def _ratio(over: int, under: int) -> float:
+    return round(over / under, 3) if under else 0.0

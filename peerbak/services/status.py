@@ -13,6 +13,7 @@ from typing import Any
 
 from peerbak.core.health import MemberState, RepairPolicy
 from peerbak.core.ids import NodeId
+from peerbak.core.words import plural, verb
 from peerbak.services.repair import member_states
 from peerbak.services.repository import Repository
 
@@ -94,11 +95,15 @@ async def pool_health(repo: Repository, policy: RepairPolicy, now: float) -> dic
     if below_k:
         advice.insert(
             0,
-            f"{below_k} packs have fewer healthy shards than needed to rebuild them. Bring "
+            f"{plural(below_k, 'pack')} {verb(below_k, 'has', 'have')} fewer healthy shards "
+            "than needed to rebuild them. Bring "
             "the unreachable members back online: their shards may still be there.",
         )
     elif thin:
-        advice.append(f"{thin} packs are waiting for repair; the daemon repairs them.")
+        advice.append(
+            f"{plural(thin, 'pack')} {verb(thin, 'is', 'are')} waiting for repair; "
+            "the daemon repairs them."
+        )
     uploads = len(await repo.ledger.moves("upload"))
     releases = len(await repo.ledger.moves("release"))
     failures = await repo.ledger.failures(20)

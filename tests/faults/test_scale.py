@@ -10,6 +10,7 @@ its rules say, the kept snapshots restoring byte for byte.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import json
 import random
@@ -79,7 +80,7 @@ def test_a_thousand_hourly_snapshots(pool: list[LocalNode]) -> None:
     rows, seconds, peak = run(owner.home, "snapshots")
     figure(f"snapshots ({SNAPSHOTS})", seconds, peak)
     assert len(rows) == SNAPSHOTS
-    times = sorted(r["time"] for r in rows)
+    times = sorted(datetime.datetime.fromisoformat(r["time"]).timestamp() for r in rows)
     assert times[-1] - times[0] == pytest.approx((SNAPSHOTS - 1) * HOUR, abs=1)
 
     rules = ("--keep-last", "3", "--keep-daily", "7", "--keep-weekly", "4")

@@ -9,6 +9,7 @@ Each test backs up a small tree of its own, so the tests do not depend on one an
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -656,7 +657,16 @@ def test_the_global_json_quiet_and_verbose_flags(pool: Pool) -> None:
         timeout=120,
         check=True,
     )
-    assert [s["paths"] for s in json.loads(listed.stdout)] == [[str(src)]]
+    rows = json.loads(listed.stdout)
+    assert [s["paths"] for s in rows] == [[str(src)]]
+    when = datetime.datetime.fromisoformat(rows[0]["time"])  # RFC 3339, as restic's
+    assert when.tzinfo is not None
+    assert abs(when.timestamp() - time.time()) < 600
+    entry = pool.owner.cli("ls", "latest", str(src / "f.bin"), "--path", str(src))
+    assert entry["path"] == str(src / "f.bin")
+    assert datetime.datetime.fromisoformat(entry["mtime"]).timestamp() == pytest.approx(
+        (src / "f.bin").stat().st_mtime, abs=1e-3
+    )
     verbose = subprocess.run(
         [sys.executable, "-m", "peerbak", *home, "-v", "backup", *SHARDS, str(src)],
         capture_output=True,

@@ -52,8 +52,8 @@ def _write(folder: Path, prefix: str, count: int, seed: int) -> None:
         (folder / f"{prefix}-{i:02}.bin").write_bytes(rnd.randbytes(50_000 + i))
 
 
-def _backup(owner: Daemon, source: Path) -> str:
-    out = owner.cli("backup", "--shards", "2/3", "--pack-size", "256KiB", str(source))
+def _backup(owner: Daemon, source: Path, *args: str) -> str:
+    out = owner.cli("backup", "--shards", "2/3", "--pack-size", "256KiB", *args, str(source))
     return str(out["snapshot_id"])
 
 
@@ -270,3 +270,44 @@ def test_two_backup_jobs_each_keep_their_last_snapshot_through_forget_and_prune(
     gone = owner.cli("forget", last_docs[:8])
     assert [(s["id"], s["kept"]) for s in gone["snapshots"]] == [(last_docs, False)]
     assert last_docs not in {s["id"] for s in owner.cli("snapshots")}
+
+
+def test_forget_groups_by_host_unless_told_otherwise_and_filters_by_host(
+    pool: list[Daemon], tmp_path: Path
+) -> None:
+    """One folder backed up as two hosts (``backup --host``, as from a laptop and a
+    desktop that share a synced folder): each host keeps its last snapshot by default;
+    ``--group-by paths`` or ``--group-by ''`` makes them one group; ``--host`` narrows."""
+    owner = pool[0]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    _write(shared, "f", 2, 30)
+    laptop_1 = _backup(owner, shared, "--host", "laptop")
+    desktop = _backup(owner, shared, "--host", "desktop")
+    _write(shared, "g", 1, 31)
+    laptop_2 = _backup(owner, shared, "--host", "laptop")
+    only = ("--path", str(shared))
+
+    def kept(*args: str) -> set[str]:
+        r = owner.cli("forget", "--keep-last", "1", *only, *args, "--dry-run")
+        return {s["id"] for s in r["snapshots"] if s["kept"]}
+
+    assert kept() == {laptop_2, desktop}
+    assert kept("--group-by", "host") == {laptop_2, desktop}
+    assert kept("--group-by", "paths") == {laptop_2}
+    assert kept("--group-by", "") == {laptop_2}
+    assert kept("--host", "desktop") == {desktop}
+    listed = owner.cli("snapshots", "--host", "laptop", *only)
+    assert [(s["id"], s["hostname"]) for s in listed] == [
+        (laptop_1, "laptop"),
+        (laptop_2, "laptop"),
+    ]
+    r = owner.cli("forget", "--keep-last", "1", "--host", "laptop", *only)
+    assert [s["id"] for s in r["snapshots"] if not s["kept"]] == [laptop_1]
+    assert {s["id"] for s in owner.cli("snapshots", *only)} == {laptop_2, desktop}
+    target = tmp_path / "desktop-latest"
+    owner.cli("restore", "latest", "--host", "desktop", *only, "--target", str(target))
+    assert sorted(p.name for p in (target / str(shared).lstrip("/")).iterdir()) == [
+        "f-00.bin",
+        "f-01.bin",
+    ]  # the desktop's snapshot, taken before g-00.bin was written

@@ -15,8 +15,8 @@ from typing import Any, Final
 from peerbak.adapters.ledger.db import Connection
 from peerbak.core.crypto import BlobType, Compression
 from peerbak.core.ids import ChunkId, PackId
-from peerbak.core.pack import BlobEntry, PackRecord
-from peerbak.ports.ledger import UNPUBLISHED_DOOM
+from peerbak.core.pack import SHARD_HEADER_LEN, BlobEntry, PackRecord
+from peerbak.ports.ledger import UNPUBLISHED_DOOM, SpaceUse
 
 
 class PackRecords(Connection):
@@ -255,50 +255,38 @@ class PackRecords(Connection):
 
         return await self._guard(get)
 
-    async def chunk_sizes(self, chunk_ids: set[bytes]) -> tuple[int, int]:
-        """(plaintext bytes of these distinct chunks, shard bytes of the packs holding
-        them, as stored: redundancy included)."""
-        located = await self.locate(list(chunk_ids))
+    async def space(self, blob_ids: set[bytes] | None = None) -> SpaceUse:
+        """The space these distinct blobs take (every data and tree blob, for None), pack
+        by pack: memory holds one pack's entries at a time."""
+        if blob_ids is None:
+            return await self._guard(self._space_all)
+        by_pack: dict[bytes, set[bytes]] = {}
+        for ident, pack in (await self.locate(list(blob_ids))).items():
+            by_pack.setdefault(pack, set()).add(ident)
 
-        async def sizes() -> tuple[int, int]:
-            plain = stored = 0
-            for pack in set(located.values()):
+        async def sizes() -> SpaceUse:
+            tally = _Tally()
+            for pack, ids in by_pack.items():
                 async with self._db.execute(
-                    "SELECT p.k, p.n, p.length, p.roots, p.entries, "
-                    "(SELECT COUNT(*) FROM shards s WHERE s.pack_id = p.pack_id AND s.stored) "
-                    "FROM packs p WHERE p.pack_id = ?",
-                    (pack,),
+                    _PACK_SPACE + " WHERE p.pack_id = ? AND p.state = 'stored'", (pack,)
                 ) as cur:
                     row = await cur.fetchone()
-                if row is None:
-                    continue
-                record = _record(pack, row[:5])
-                plain += sum(
-                    e.plain_length for e in record.entries if located.get(bytes(e.ident)) == pack
-                )
-                stored += int(row[5]) * (-(-record.length // record.k) + 100)
-            return plain, stored
+                if row is not None:
+                    tally.add(row, ids)
+            return tally.use()
 
         return await self._guard(sizes)
 
-    async def totals(self) -> tuple[int, int]:
-        """(plaintext bytes of every distinct stored chunk, shard bytes stored)."""
-
-        async def sums() -> tuple[int, int]:
-            plain = 0
-            async with self._db.execute(
-                "SELECT pack_id, k, n, length, roots, entries FROM packs WHERE state = 'stored'"
-            ) as cur:
-                async for row in cur:
-                    plain += sum(e.plain_length for e in _record(bytes(row[0]), row[1:6]).entries)
-            async with self._db.execute(
-                "SELECT COALESCE(SUM((p.length + p.k - 1) / p.k + 100), 0) FROM shards s "
-                "JOIN packs p ON p.pack_id = s.pack_id WHERE s.stored = 1 AND p.state = 'stored'"
-            ) as cur:
-                total = await cur.fetchone()
-            return plain, int(total[0]) if total else 0
-
-        return await self._guard(sums)
+    async def _space_all(self) -> SpaceUse:
+        tally = _Tally()
+        async with self._db.execute(_PACK_SPACE + " WHERE p.state = 'stored'") as cur:
+            async for row in cur:
+                async with self._db.execute(
+                    "SELECT chunk_id FROM blobs WHERE pack_id = ?", (row[0],)
+                ) as placed:
+                    ids = {bytes(r[0]) for r in await placed.fetchall()}
+                tally.add(row, ids)
+        return tally.use()
 
     # -- snapshots ------------------------------------------------------------------------
 
@@ -402,3 +390,31 @@ def _record(pack_id: bytes, row: Sequence[Any]) -> PackRecord:
             for t, c, i, o, ln, p in _ENTRY.iter_unpack(bytes(entries))
         ),
     )
+
+
+#: A pack's record and how many of its shards members hold, for :class:`_Tally`.
+_PACK_SPACE: Final = (
+    "SELECT p.pack_id, p.k, p.n, p.length, p.roots, p.entries, "
+    "(SELECT COUNT(*) FROM shards s WHERE s.pack_id = p.pack_id AND s.stored) FROM packs p"
+)
+_COUNTED: Final = (BlobType.DATA, BlobType.TREE)
+
+
+class _Tally:
+    """Sums :class:`SpaceUse` over packs: of each pack, the entries of ``ids`` (data and
+    trees only) and the whole pack's length and shards."""
+
+    def __init__(self) -> None:
+        self.plain = self.packed = self.pack_bytes = self.stored = 0
+
+    def add(self, row: Any, ids: set[bytes]) -> None:
+        record = _record(bytes(row[0]), row[1:6])
+        for e in record.entries:
+            if e.blob_type in _COUNTED and bytes(e.ident) in ids:
+                self.plain += e.plain_length
+                self.packed += e.length
+        self.pack_bytes += record.length
+        self.stored += int(row[6]) * (-(-record.length // record.k) + SHARD_HEADER_LEN)
+
+    def use(self) -> SpaceUse:
+        return SpaceUse(self.plain, self.packed, self.pack_bytes, self.stored)
