@@ -234,53 +234,84 @@ def backup(
 @click.command()
 @selection_options
 @click.option("--latest", type=int, default=0, help="Only the last N of each host and path set.")
+@click.option(
+    "--group-by",
+    default="",
+    help="Show the snapshots in groups: any of host, paths, tags (comma-separated).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def snapshots(
     hosts: tuple[str, ...],
     paths: tuple[str, ...],
     tags: tuple[str, ...],
     latest: int,
+    group_by: str,
     as_json: bool,
 ) -> None:
-    """List this node's snapshots (those the filters select)."""
-    from peerbak.core.retention import GROUP_BY_DEFAULT, group
+    """List this node's snapshots (those the filters select), in groups with --group-by
+    as forget makes them."""
+    from peerbak.core.retention import GROUP_BY_DEFAULT, group, parse_group_by
 
     only = selection(hosts, paths, tags)
+    by = run(as_json, lambda: parse_group_by(group_by))
+
+    def key(s: Snapshot) -> tuple[str, list[str], list[str]]:
+        return s.hostname, s.paths, s.tags
 
     async def go(repo: Repository) -> list[Snapshot]:
         chosen = [s for s in await repo.snapshots() if s in only]
         if latest > 0:
-            groups = group(chosen, GROUP_BY_DEFAULT, key=lambda s: (s.hostname, s.paths, s.tags))
             last = {
                 s.id
-                for _, members in groups
+                for _, members in group(chosen, GROUP_BY_DEFAULT, key=key)
                 for s in sorted(members, key=lambda s: s.time)[-latest:]
             }
             chosen = [s for s in chosen if s.id in last]
         return chosen
 
     chosen = repo_call(as_json, go)
-    rows = [_snapshot_row(s) for s in chosen]
+    groups = group(chosen, by, key=key) if by else [(None, chosen)]
     if as_json:
-        click.echo(json.dumps(rows))
-        return
-    emit_table(
-        plural(len(rows), "snapshot"),
-        ["id", "time", "host", "tags", "paths", "files", "size", "k/n"],
-        (
-            (
-                r["short_id"],
-                when(s.time),
-                r["hostname"],
-                ",".join(r["tags"]),
-                "\n".join(r["paths"]),
-                r["summary"]["total_files"],
-                human_size(r["summary"]["total_bytes"]),
-                f"{r['k']}/{r['n']}",
+        if not by:  # restic's flat list
+            click.echo(json.dumps([_snapshot_row(s) for s in chosen]))
+            return
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "group_key": {
+                            "hostname": k.host or "",
+                            "paths": list(k.paths or ()),
+                            "tags": list(k.tags or ()),
+                        },
+                        "snapshots": [_snapshot_row(s) for s in members],
+                    }
+                    for k, members in groups
+                    if k is not None
+                ]
             )
-            for s, r in zip(chosen, rows, strict=True)
-        ),
-    )
+        )
+        return
+    for k, members in groups:
+        if k is not None:
+            click.echo(f"snapshots of {k}:")
+        emit_table(
+            plural(len(members), "snapshot"),
+            ["id", "time", "host", "tags", "paths", "files", "size", "k/n"],
+            (
+                (
+                    s.short,
+                    when(s.time),
+                    s.hostname,
+                    ",".join(s.tags),
+                    "\n".join(s.paths),
+                    s.summary.total_files,
+                    human_size(s.summary.total_bytes),
+                    f"{s.k}/{s.n}",
+                )
+                for s in members
+            ),
+        )
 
 
 def _snapshot_row(s: Snapshot) -> dict[str, Any]:
@@ -463,15 +494,28 @@ def find(
 @click.command()
 @click.argument("old")
 @click.argument("new")
+@selection_options
 @click.option("--json", "as_json", is_flag=True)
-def diff(old: str, new: str, as_json: bool) -> None:
-    """What changed from snapshot OLD to NEW: + added, - removed, M modified, U metadata
-    only, T type changed."""
+def diff(
+    old: str,
+    new: str,
+    hosts: tuple[str, ...],
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """What changed from snapshot OLD to NEW (SNAPSHOT:DIR compares two directories;
+    latest is the newest of those the filters select): + added, - removed, M modified,
+    U metadata only, T type changed."""
+    from peerbak.core.selection import split_ref
     from peerbak.services.dump import diff as run_diff
 
+    (old_ref, old_dir), (new_ref, new_dir) = split_ref(old), split_ref(new)
+    only = selection(hosts, paths, tags)
+
     async def go(repo: Repository) -> list[dict[str, Any]]:
-        a, b = await repo.find_snapshot(old), await repo.find_snapshot(new)
-        return [row async for row in run_diff(repo, a, b)]
+        a, b = await repo.find_snapshot(old_ref, only), await repo.find_snapshot(new_ref, only)
+        return [row async for row in run_diff(repo, a, b, old_dir, new_dir)]
 
     rows = repo_call(as_json, go)
     if as_json:

@@ -20,7 +20,7 @@ from peerbak.core.errors import IntegrityError, NotFoundError
 from peerbak.core.objects import Entry, NodeType, Snapshot
 from peerbak.services.fetch import read_blobs
 from peerbak.services.repository import Repository
-from peerbak.services.restore import find_entry
+from peerbak.services.restore import find_entry, subtree
 
 
 async def file_chunks(repo: Repository, entry: Entry) -> AsyncIterator[bytes]:
@@ -157,11 +157,16 @@ async def find(
                     stack.append((bytes(entry.subtree), path))
 
 
-async def diff(repo: Repository, old: Snapshot, new: Snapshot) -> AsyncIterator[dict[str, Any]]:
-    """What changed from ``old`` to ``new``, as restic's ``diff``: ``+`` added, ``-``
-    removed, ``M`` modified contents, ``U`` metadata only (mode, owner, time), ``T`` a
-    changed type; depth first, in name order. Trees the two share are not walked."""
-    stack: list[tuple[bytes, bytes, str]] = [(bytes(old.tree), bytes(new.tree), "")]
+async def diff(
+    repo: Repository, old: Snapshot, new: Snapshot, old_dir: str = "", new_dir: str = ""
+) -> AsyncIterator[dict[str, Any]]:
+    """What changed from ``old`` to ``new`` (or from directory ``old_dir`` of one to
+    ``new_dir`` of the other, paths then relative to them), as restic's ``diff``: ``+``
+    added, ``-`` removed, ``M`` modified contents, ``U`` metadata only (mode, owner,
+    time), ``T`` a changed type; depth first, in name order. Trees the two share are not
+    walked."""
+    a_root, b_root = await subtree(repo, old, old_dir), await subtree(repo, new, new_dir)
+    stack: list[tuple[bytes, bytes, str]] = [(a_root, b_root, "")]
     while stack:
         a_id, b_id, prefix = stack.pop()
         if a_id == b_id:

@@ -618,6 +618,10 @@ def test_dump_and_find_through_the_command_line(pool: Pool) -> None:
     s2 = pool.backup(str(src))
     changes = pool.owner.cli("diff", s["snapshot_id"][:8], s2["snapshot_id"][:8])
     assert [(c["change"], c["path"]) for c in changes] == [("+", str(src / "d" / "y.txt"))]
+    inside = pool.owner.cli(
+        "diff", f"{s['snapshot_id'][:8]}:{src}/d", f"latest:{src}/d", "--path", str(src)
+    )
+    assert [(c["change"], c["path"]) for c in inside] == [("+", "/y.txt")]
     text = _raw(pool, "diff", s["snapshot_id"][:8], s2["snapshot_id"][:8])
     assert text.returncode == 0
     assert "1 added, 0 removed, 0 modified" in text.stdout

@@ -302,6 +302,11 @@ def test_forget_groups_by_host_unless_told_otherwise_and_filters_by_host(
         (laptop_1, "laptop"),
         (laptop_2, "laptop"),
     ]
+    grouped = owner.cli("snapshots", "--group-by", "host", *only)
+    assert [(g["group_key"]["hostname"], [x["id"] for x in g["snapshots"]]) for g in grouped] == [
+        ("desktop", [desktop]),
+        ("laptop", [laptop_1, laptop_2]),
+    ]
     r = owner.cli("forget", "--keep-last", "1", "--host", "laptop", *only)
     assert [s["id"] for s in r["snapshots"] if not s["kept"]] == [laptop_1]
     assert {s["id"] for s in owner.cli("snapshots", *only)} == {laptop_2, desktop}

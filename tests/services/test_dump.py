@@ -114,3 +114,11 @@ async def test_diff_says_what_was_added_removed_modified_and_touched(
     assert rows["/edit.bin"]["size_change"] == 500
     assert rows["/gone/x.bin"]["size_change"] == -500
     assert [r async for r in diff(repo, new, new)] == []
+    # a directory of each, as restic's SNAPSHOT:DIR: paths relative to it
+    inner = {r["path"]: r["change"] async for r in diff(repo, old, new, str(src), str(src))}
+    assert inner == {p: r["change"] for p, r in rows.items()}
+    across = [(r["change"], r["path"]) async for r in diff(repo, new, new, f"{src}/new", str(src))]
+    assert ("-", "/y.bin") in across
+    assert ("+", "/edit.bin") in across
+    with pytest.raises(NotFoundError):
+        [r async for r in diff(repo, old, new, f"{src}/nope", str(src))]
