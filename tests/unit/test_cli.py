@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -237,3 +238,32 @@ def test_generate_writes_a_man_page_per_command_and_completions_that_complete(
     assert "backup" in done.stdout
     code, _, err = _run("generate")
     assert code == 64, err
+
+
+#: What restic's users reach for every day (each flag has its integration test in
+#: tests/integration): the help must list all of it.
+EVERYDAY = {
+    command: words.split()
+    for command, words in {
+        "": "--json --quiet --verbose --limit-upload --limit-download backup snapshots ls "
+        "restore dump find diff tag forget prune stats check recover generate",
+        "backup": "--files-from --stdin --stdin-filename --exclude --iexclude --exclude-file "
+        "--exclude-caches --exclude-if-present --exclude-larger-than --one-file-system --tag "
+        "--host --dry-run",
+        "restore": "--target --include --exclude --verify --host --path --tag",
+        "snapshots": "--host --path --tag --latest --group-by",
+        "forget": "--keep-last --keep-within --group-by --host --path --prune",
+        "diff": "--host --path --tag",
+        "recover": "--key-file --from",
+        "generate": "--bash-completion --zsh-completion --fish-completion --man",
+    }.items()
+}
+
+
+@pytest.mark.parametrize("command", sorted(EVERYDAY))
+def test_help_lists_every_everyday_command_and_flag(command: str) -> None:
+    code, out, _ = _run(*([command] if command else []), "--help")
+    assert code == 0
+    listed = set(re.findall(r"^  (--?[a-z-]+|[a-z]+)", out, re.M))  # options and commands
+    listed |= set(re.findall(r", (--[a-z-]+)", out))  # the long name after a short one
+    assert [word for word in EVERYDAY[command] if word not in listed] == []
