@@ -45,7 +45,7 @@ class Member:
     offline_since: float | None = None
     epoch: int = 0  # bumped at every disconnection, cancels stale LOSTCHECK events
     failed: bool = False  # failed a storage challenge
-    counts: bool = True  # whether the policy counts its shards (OK or OFFLINE)
+    counts: bool = True  # whether the policy counts its shards (OK or UNREACHABLE)
     detect_scheduled: bool = False
     missing: int = 0  # our shards it silently dropped that we have not yet taken back
     packs: set[int] = field(default_factory=set)

@@ -224,7 +224,8 @@ def backup(
                 "Dry run: nothing was stored."
                 if s["dry_run"]
                 else f"snapshot {s['snapshot_id'][:8]} saved "
-                f"(manifest on {s['manifest_copies']} of {s['members']} members)"
+                f"(manifest on {s['manifest_copies']} of {plural(s['members'], 'member')}"
+                + (f"; missed: {', '.join(s['members_missed'])})" if s["members_missed"] else ")")
             )
         )
     if summary["errors"]:

@@ -19,19 +19,22 @@ from peerbak.cli.kit import (
     matching,
     open_home,
     parse_size,
-    pool_call,
+    pool_report,
     repo_call,
     rfc3339,
     run,
     selection,
     selection_options,
+    time_ago,
     when,
 )
 from peerbak.core.errors import (
     ChecksFailed,
     DaemonUnavailable,
     InputError,
+    NotEnoughShares,
     PeerbakError,
+    PeerUnavailable,
     RepairStuck,
 )
 from peerbak.core.retention import COUNT_RULES, WITHIN_RULES
@@ -44,16 +47,27 @@ if TYPE_CHECKING:
 @click.command()
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
-    """Is my backup safe? Pool health in plain words, and the running node."""
+    """Is my backup safe? Pool health in plain words, and the running node. Exits 0 only
+    when all is well: 78 for a broken configuration, 69 when some snapshot cannot be
+    restored from the members reachable now, 75 when the daemon or a member is down."""
     home = run(as_json, open_home)
     try:
         node: dict[str, Any] | None = ask_daemon({"cmd": "status"}, home)
         daemon_error = ""
     except PeerbakError as exc:
         node, daemon_error = None, str(exc)
-    report = pool_call(as_json, health, home=home)  # None: in no pool yet, nothing to judge
+    report, problem = pool_report(home, health)  # report None: in no pool yet
     if as_json:
-        click.echo(json.dumps({**(node or {}), "health": report, "daemon_error": daemon_error}))
+        click.echo(
+            json.dumps(
+                {
+                    **(node or {}),
+                    "health": report,
+                    "daemon_error": daemon_error,
+                    "error": str(problem) if problem else "",
+                }
+            )
+        )
     else:
         if node is not None:
             click.echo(
@@ -62,15 +76,40 @@ def status(as_json: bool) -> None:
             )
         if report is not None:
             _print_health(report)
+    if problem is not None:
+        fail(as_json, problem)
+    if report is not None and not report["restorable_now"]:
+        fail(as_json, NotEnoughShares(f"pool: {report['verdict']}"))
     if node is None:
         fail(
             as_json,
             DaemonUnavailable(f"{daemon_error} (meanwhile nothing is challenged or repaired)"),
         )
+    if report is not None and report["unreachable"]:
+        fail(as_json, PeerUnavailable(f"unreachable now: {', '.join(report['unreachable'])}"))
 
 
 def _print_health(h: dict[str, Any]) -> None:
     click.echo(f"pool: {h['verdict']}")
+    for m in h["members"]:
+        if m["state"] != "ok":
+            seen = f"last seen {time_ago(m['last_seen'])}" if m["last_seen"] else "never seen"
+            why = f": {m['error']}" if m["error"] else ""
+            click.echo(f"  {m['name']}: {m['state']} ({seen}){why}")
+    for b in h["last_backups"]:
+        click.echo(
+            f"  last backup of {b['host']} {' '.join(b['paths'])}: {time_ago(b['time'])} "
+            f"(snapshot {b['snapshot'][:8]})"
+        )
+    reach = h["last_publish"]
+    if reach and reach["missed"]:
+        missed = ", ".join(
+            f"{name} ({why})" if why else name for name, why in reach["missed"].items()
+        )
+        click.echo(
+            f"  the last manifest ({time_ago(reach['time'])}) reached {reach['reached']} of "
+            f"{plural(reach['members'], 'member')}; missed: {missed}"
+        )
     click.echo(
         f"  {plural(h['packs'], 'pack')}: {h['packs_full']} with every shard healthy, "
         f"{h['packs_repairable']} waiting for repair, {h['packs_below_k']} below k"
@@ -110,7 +149,8 @@ def _print_health(h: dict[str, Any]) -> None:
 def check(
     read_data: bool, read_data_subset: str | None, restore_drill: int | None, as_json: bool
 ) -> None:
-    """Compare the ledger with what members hold; optionally read and verify the data."""
+    """Compare the ledger with what members hold; optionally read and verify the data.
+    Exits 65 when errors were found, 75 when none were but a member could not be checked."""
     from peerbak.services.check import run_check
     from peerbak.services.drill import restore_drill as run_drill
 
@@ -153,9 +193,19 @@ def check(
             click.echo(f"not checked: {name} is unreachable ({why})")
         for line in r["problems"]:
             click.echo(line)
-        click.echo("no errors were found" if r["ok"] else "errors were found")
+        down = r["members_down"]
+        click.echo(
+            "errors were found"
+            if not r["ok"]
+            else f"no errors were found, but {plural(len(down), 'member')} could not be checked"
+            if down
+            else "no errors were found"
+        )
     if not report["ok"]:
         fail(as_json, ChecksFailed("errors were found"))
+    if report["members_down"]:
+        names = ", ".join(report["members_down"])
+        fail(as_json, PeerUnavailable(f"not checked, unreachable: {names}"))
 
 
 @click.command()

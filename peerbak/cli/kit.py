@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
 import click
 
-from peerbak.core.errors import ALL_ERRORS, ConfigError, InputError, PeerbakError, Reported
+from peerbak.core.errors import ALL_ERRORS, InputError, NoPool, PeerbakError, Reported
 
 if TYPE_CHECKING:
     from peerbak.adapters.home import Home
@@ -156,7 +156,7 @@ async def _session(
     with home.lock(lock, wait=LOCK_WAIT) if lock else contextlib.nullcontext():
         try:
             repo = await open_repository(home, limit_upload=up, limit_download=down)
-        except ConfigError:
+        except NoPool:
             if no_pool is None:
                 raise
             return no_pool()
@@ -185,11 +185,22 @@ def repo_call(
     return run(as_json, go)
 
 
+def pool_report(
+    home: Home, fn: Callable[[Repository], Awaitable[T]]
+) -> tuple[T | None, PeerbakError | None]:
+    """:func:`pool_call` for a command that reports what it can before it fails: the
+    report (None in no pool yet) or the error that kept it from being made."""
+    try:
+        return asyncio.run(_session(home, fn, lock=None, probe=False, no_pool=lambda: None)), None
+    except PeerbakError as exc:
+        return None, exc
+
+
 def pool_call(
     as_json: bool, fn: Callable[[Repository], Awaitable[T]], *, home: Home | None = None
 ) -> T | None:
-    """:func:`repo_call` for reports: a node in no pool yet (or whose repository cannot be
-    opened for its configuration) has nothing to report on, and gets None."""
+    """:func:`repo_call` for reports: a node in no pool yet has nothing to report on, and
+    gets None (a broken configuration is an error, as everywhere)."""
 
     def go() -> T | None:
         node = home or open_home()
@@ -199,13 +210,15 @@ def pool_call(
 
 
 async def health(repo: Repository) -> dict[str, Any]:
-    """The pool's health as ``status`` and ``peers`` show it, by this node's policy."""
+    """The pool's health as ``status`` and ``peers`` show it, by this node's policy: the
+    members are probed first, so a friend that does not answer now is unreachable now."""
     import time
 
     from peerbak.services.maintenance import policy_of
     from peerbak.services.status import pool_health
 
-    return await pool_health(repo, policy_of(repo.home.config()), time.time())
+    await repo.probe()
+    return await pool_health(repo, policy_of(repo.home.config()), time.time(), probed=True)
 
 
 class Named(Protocol):

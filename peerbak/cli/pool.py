@@ -102,7 +102,7 @@ def peers(ctx: click.Context, as_json: bool) -> None:
             (
                 m["name"],
                 m["node"][:12],
-                m["state"] if m["last_seen"] is not None else "not seen yet",
+                m["state"] if m["last_seen"] is not None or m["state"] != "ok" else "not seen yet",
                 time_ago(m["last_seen"]),
                 f"{m['uptime'] * 100:.0f} %" if m["uptime"] is not None else "-",
                 f"{m['latency_ms']} ms" if m["latency_ms"] is not None else "-",

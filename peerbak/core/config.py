@@ -98,8 +98,9 @@ class MaintenanceSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     lost_after_days: Annotated[float, msgspec.Meta(ge=1, le=365)] = 7
     #: Repair traffic per hour (0: no limit).
     repair_per_hour: Size = "4GiB"
-    #: Minutes between probes of every member (uptime, latency, last seen).
-    probe_minutes: Annotated[float, msgspec.Meta(ge=1, le=1440)] = 10
+    #: Minutes between probes of every member (uptime, latency, last seen); three missed
+    #: in a row make a member unreachable.
+    probe_minutes: Annotated[float, msgspec.Meta(ge=1, le=1440)] = 5
 
 
 class Storage(msgspec.Struct, frozen=True):
@@ -296,6 +297,6 @@ read_per_day = "256MiB"
 lost_after_days = 7
 # Repair traffic per hour ("0": no limit).
 repair_per_hour = "4GiB"
-# Minutes between probes of every member.
-probe_minutes = 10
+# Minutes between probes of every member; three missed in a row make it unreachable.
+probe_minutes = 5
 """

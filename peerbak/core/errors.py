@@ -27,6 +27,12 @@ class ConfigError(PeerbakError):
     code = "config"
 
 
+class NoPool(ConfigError):
+    """This node has joined no pool yet: nothing to back up to, nothing to report on."""
+
+    code = "no_pool"
+
+
 class InputError(PeerbakError):
     """Something the user typed or passed is malformed (a recovery key, a token, an id)."""
 
@@ -198,6 +204,7 @@ class PartialRestore(Reported):
 ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     PeerbakError,
     ConfigError,
+    NoPool,
     InputError,
     RemoteProtocolError,
     IntegrityError,

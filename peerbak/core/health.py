@@ -27,7 +27,8 @@ class MemberState(StrEnum):
     """How the owner rates a member, from its own observations."""
 
     OK = "ok"
-    OFFLINE = "offline"  # not heard from lately, within the grace: its shards still count
+    #: missed its last probes (about three), within the grace: its shards still count
+    UNREACHABLE = "unreachable"
     LOST = "lost"  # offline longer than the grace: its shards are repaired elsewhere
     FAILING = "failing"  # failed a storage challenge: repaired away from first
 
@@ -43,12 +44,14 @@ class RepairPolicy:
     - ``lost_after``: a member silent this long counts as lost. Shorter repairs sooner
       but moves data for every holiday; 7 days finds a dead disk 5 days sooner than 14
       for the same traffic and a third of the loss (docs/durability.md, vacation).
-    - ``offline_after``: silence before ``status`` calls a member offline.
+    - ``offline_after``: silence before a member counts as unreachable: about three
+      missed probes (the daemon probes every few minutes), so a dead friend shows within
+      minutes, not days. It changes what ``status`` says, not what is repaired.
     """
 
     margin: int = AT_FIRST_LOSS
     lost_after: float = 7 * DAY
-    offline_after: float = 1 * DAY
+    offline_after: float = 15 * 60.0
 
     def __post_init__(self) -> None:
         if self.margin < 0:
@@ -66,7 +69,7 @@ class RepairPolicy:
         if silent > self.lost_after:
             return MemberState.LOST
         if silent > self.offline_after:
-            return MemberState.OFFLINE
+            return MemberState.UNREACHABLE
         return MemberState.OK
 
     def effective_margin(self, k: int, n: int) -> int:

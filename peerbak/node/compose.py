@@ -23,7 +23,7 @@ from peerbak.adapters.link import PeerLink
 from peerbak.core import pool
 from peerbak.core.config import default_config_text
 from peerbak.core.crypto import NodeKeys, RandomBytes
-from peerbak.core.errors import ConfigError
+from peerbak.core.errors import NoPool
 from peerbak.core.ids import NodeId
 from peerbak.core.textcode import encode_recovery_key
 from peerbak.services.repository import RateLimit, Repository
@@ -46,7 +46,7 @@ async def open_repository(
     try:
         pool_id = await ledger.get_meta("pool")
         if pool_id is None:
-            raise ConfigError(
+            raise NoPool(
                 "this node is in no pool yet: `peerbak invite` a friend, or `peerbak join TOKEN`"
             )
         roster = pool.Roster(pool_id)

@@ -299,6 +299,7 @@ async def _backup(  # noqa: PLR0915 - the steps above, in order
         "members_up": len(repo.up()),
         "members": len(repo.members),
         "manifest_copies": reached,
+        "members_missed": [] if dry_run else repo.missed,
         "reclaimed_packs": reclaimed,
         "seconds_by_stage": {k: round(v, 2) for k, v in data.stats.stages.items()},
         "warnings": p.warnings[:100],

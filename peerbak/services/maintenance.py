@@ -36,12 +36,19 @@ READ_WHOLE_SHARE: Final = 0.1
 KEPT: Final = 1000
 #: Packs repaired per hold of the lock: a backup waiting for it gets in between.
 BATCH: Final = 32
+#: Probes a member may miss in a row before it counts as unreachable.
+MISSED_PROBES: Final = 3
 
 
 def policy_of(config: Config) -> RepairPolicy:
     m = config.maintenance
     margin = AT_FIRST_LOSS if m.repair_margin is None else m.repair_margin
-    return RepairPolicy(margin=margin, lost_after=m.lost_after_days * DAY)
+    lost_after = m.lost_after_days * DAY
+    return RepairPolicy(
+        margin=margin,
+        lost_after=lost_after,
+        offline_after=min(lost_after, MISSED_PROBES * m.probe_minutes * 60),
+    )
 
 
 @dataclass

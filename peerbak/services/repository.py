@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -47,6 +48,8 @@ from peerbak.services.fetch import FetchReport, fetch_pack, read_blobs
 
 log = logging.getLogger(__name__)
 
+#: Ledger meta key: who took the last manifest, and why the others did not (JSON).
+PUBLISH_REACH: Final = "publish_reach"
 DATA: Final = 1
 META: Final = 2
 CRASH_ENV: Final = "PEERBAK_CRASH_AT"
@@ -195,6 +198,8 @@ class Repository:
         self.clock = clock
         self.random_bytes = random_bytes
         self.hostname = hostname
+        #: The members the last :meth:`publish` missed, by name.
+        self.missed: list[str] = []
         self.node_id = keys.node_id
         self.members: dict[bytes, Peer] = {}
         for record in roster.members():
@@ -525,11 +530,14 @@ class Repository:
         )
         blob = objects.seal_manifest(self.keys, sequence, body, self.random_bytes)
 
+        missed: dict[str, str] = {m.label: m.error for m in self.members.values() if not m.up}
+
         async def give(m: Peer) -> bool:
             try:
                 kept = await m.link.put_manifest(blob)
             except PeerbakError as exc:
                 log.warning("manifest to %s: %s", m.label, exc)
+                missed[m.label] = str(exc)
                 return False
             if kept > sequence:
                 log.warning(
@@ -539,10 +547,14 @@ class Repository:
                     kept,
                     sequence,
                 )
+                missed[m.label] = f"keeps a newer manifest ({kept})"
                 return False
             return True
 
         reached = sum(await asyncio.gather(*(give(m) for m in self.up())))
+        self.missed = sorted(missed)
+        reach = {"time": self.clock(), "reached": reached, "members": len(self.members)}
+        await self.ledger.set_meta(PUBLISH_REACH, json.dumps({**reach, "missed": missed}).encode())
         if reached == 0:
             raise PeerUnavailable("no member took the manifest" + (f": {unless}" if unless else ""))
         await self.ledger.set_meta("manifest_seq", sequence.to_bytes(8, "big"))

@@ -86,6 +86,17 @@ def test_status_without_a_daemon_says_how_to_start_it(tmp_path: Path) -> None:
     assert "peerbak daemon" in out.stderr
 
 
+def test_status_with_a_broken_config_says_so_and_exits_78(tmp_path: Path) -> None:
+    home = tmp_path / "n"
+    peerbak(home, "init", "--port", "0")
+    config = home / "config.toml"
+    config.write_text(config.read_text() + "\nprobe_minutes = [\n")
+    out = peerbak(home, "status", check=False)
+    assert out.returncode == EXIT_CODES["ConfigError"] == 78
+    assert "config.toml" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 @pytest.mark.slow
 def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:

@@ -169,7 +169,7 @@ async def test_unreachable_within_the_grace_is_not_lost(
     before = await care.rows(backed)
     await _lose(backed, mempool, 1, days=7)  # exactly the grace: still only offline
     report = await repair(backed, POLICY, mempool.clock())
-    assert report.states["m1"] == "offline"
+    assert report.states["m1"] == "unreachable"
     assert report.packs_short == report.packs_repaired == 0  # its shards still count
     assert await care.rows(backed) == before
     assert await backed.ledger.moves("upload") == await backed.ledger.moves("release") == []
