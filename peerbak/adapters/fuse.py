@@ -125,6 +125,8 @@ def check_mountpoint(mountpoint: str) -> None:
         raise InputError(f"{mountpoint}: not a directory to mount on")
     if os.path.ismount(mountpoint):
         raise InputError(f"{mountpoint}: something is mounted there already")
+    if os.listdir(mountpoint):
+        raise InputError(f"{mountpoint}: not empty (mount on an empty directory)")
 
 
 def serve(

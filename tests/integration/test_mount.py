@@ -198,24 +198,34 @@ def test_mount_shows_every_file_read_only_and_unmounts_on_sigint(
     assert not os.path.ismount(mp)
     assert "Traceback" not in mounted.stderr()
 
-    # fusermount -u ends it as cleanly.
-    again = Mounted(_peerbak(owner, "mount", "--tag", "mnt", str(mp)), mp, base / "again.log")
-    assert os.listdir(mp / "ids") == [short]  # --tag: only this one
-    assert again.stop(None) == 0, again.stderr()
-    assert not os.path.ismount(mp)
+    # SIGTERM and fusermount -u end it as cleanly.
+    for how in (signal.SIGTERM, None):
+        argv = _peerbak(owner, "mount", "--tag", "mnt", str(mp))
+        again = Mounted(argv, mp, base / f"again-{how}.log")
+        assert os.listdir(mp / "ids") == [short]  # --tag: only this one
+        assert again.stop(how) == 0, again.stderr()
+        assert not os.path.ismount(mp)
 
 
-def test_a_mount_on_a_missing_directory_is_a_clear_error(base: Path, pool: list[LocalNode]) -> None:
+@pytest.mark.parametrize("where", ["missing", "not-empty"])
+def test_a_mount_where_none_can_be_is_a_clear_error(
+    base: Path, pool: list[LocalNode], where: str
+) -> None:
+    mp = base / where
+    if where == "not-empty":
+        mp.mkdir()
+        (mp / "file").write_bytes(b"x")
     out = subprocess.run(
-        _peerbak(pool[0], "mount", str(base / "no" / "such")),
+        _peerbak(pool[0], "mount", str(mp)),
         capture_output=True,
         text=True,
         timeout=DEADLINE,
         check=False,
     )
     assert out.returncode == 64, out.stderr
-    assert "not a directory to mount on" in out.stderr
+    assert "not a directory to mount on" in out.stderr or "not empty" in out.stderr
     assert "Traceback" not in out.stderr
+    assert not os.path.ismount(mp)
 
 
 def _awkward(src: Path) -> dict[Path, bytes]:
