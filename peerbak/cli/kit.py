@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
@@ -149,10 +149,11 @@ async def _session(
     lock: str | None,
     probe: bool,
     no_pool: Callable[[], T] | None = None,
+    limits: tuple[int, int] | None = None,
 ) -> T:
     from peerbak.node.compose import open_repository
 
-    up, down = _global(LIMITS, (0, 0))
+    up, down = limits if limits is not None else _global(LIMITS, (0, 0))
     with home.lock(lock, wait=LOCK_WAIT) if lock else contextlib.nullcontext():
         try:
             repo = await open_repository(home, limit_upload=up, limit_download=down)
@@ -207,6 +208,56 @@ def pool_call(
         return asyncio.run(_session(node, fn, lock=None, probe=False, no_pool=lambda: None))
 
     return run(as_json, go)
+
+
+@contextlib.contextmanager
+def repo_in_thread(
+    *, probe: bool = True, home: Home | None = None
+) -> Iterator[tuple[Repository, asyncio.AbstractEventLoop]]:
+    """The repository, open in an event loop of its own thread, for code that is not async
+    (FUSE's callback threads): it hands that loop coroutines with
+    ``asyncio.run_coroutine_threadsafe(coro, loop).result()``. Leaving the block closes
+    the repository and ends the thread; an error opening it is raised here.
+
+    The thread blocks SIGINT, SIGTERM and SIGHUP (and so do the threads it starts), so
+    they reach the main thread, whatever runs there (libfuse's loop waits for them).
+    """
+    import concurrent.futures
+    import signal
+    import threading
+
+    node = home or open_home()
+    limits = _global(LIMITS, (0, 0))  # the click context is the main thread's
+    ready: concurrent.futures.Future[
+        tuple[Repository, asyncio.AbstractEventLoop, asyncio.Event]
+    ] = concurrent.futures.Future()
+    closing: list[BaseException] = []
+
+    async def hold(repo: Repository) -> None:
+        done = asyncio.Event()
+        ready.set_result((repo, asyncio.get_running_loop(), done))
+        await done.wait()
+
+    def main() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+        try:
+            asyncio.run(_session(node, hold, lock=None, probe=probe, limits=limits))
+        except BaseException as exc:
+            if ready.done():  # closing it failed
+                closing.append(exc)
+            else:
+                ready.set_exception(exc)
+
+    thread = threading.Thread(target=main, name="peerbak-repository", daemon=True)
+    thread.start()
+    repo, loop, done = ready.result()
+    try:
+        yield repo, loop
+    finally:
+        loop.call_soon_threadsafe(done.set)
+        thread.join()
+    if closing:
+        raise closing[0]
 
 
 async def health(repo: Repository) -> dict[str, Any]:

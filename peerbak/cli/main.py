@@ -2,9 +2,10 @@
 
 Each command lives in the module named for what it works on: ``node`` (init, daemon,
 recover), ``pool`` (invite, join, peers, leave, gossip), ``backup`` (backup, snapshots,
-ls, restore, stats), ``care`` (status, check, challenge, repair, undelete, forget,
-prune) and ``bench`` (benchmark, demo, simulate); :mod:`peerbak.cli.kit` holds what
-they share. A command parses, makes one call, renders, and raises for what failed.
+ls, restore, dump, find, diff, stats), ``mount``, ``care`` (status, check, challenge,
+repair, undelete, forget, prune) and ``bench`` (benchmark, demo, simulate);
+:mod:`peerbak.cli.kit` holds what they share. A command parses, makes one call,
+renders, and raises for what failed.
 
 Exit codes (an unknown code MUST be treated as a failure by scripts):
 
@@ -16,7 +17,8 @@ Exit codes (an unknown code MUST be treated as a failure by scripts):
 64    malformed input: a recovery key, a token, an id
 65    integrity: bytes failed a check; or a write-once conflict
 66    not found: no such shard, snapshot or member
-69    not enough shards to rebuild a pack
+69    not enough shards to rebuild a pack; or this machine lacks what the command
+      needs (libfuse for ``mount``)
 70    internal error (a bug: please report it with ``--debug`` output)
 74    local storage or ledger trouble (disk full, permissions, SQLite)
 75    a peer is unavailable, or another backup of this node runs: try again later
@@ -41,7 +43,7 @@ from typing import Any
 import click
 
 from peerbak import __version__
-from peerbak.cli import backup, bench, care, docs, node, pool
+from peerbak.cli import backup, bench, care, docs, mount, node, pool
 from peerbak.cli.kit import EXIT_INTERRUPTED, LIMITS, QUIET, exit_with
 
 
@@ -100,6 +102,7 @@ for command in (
     *node.COMMANDS,
     *pool.COMMANDS,
     *backup.COMMANDS,
+    *mount.COMMANDS,
     *care.COMMANDS,
     *bench.COMMANDS,
     *docs.COMMANDS,

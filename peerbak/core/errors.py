@@ -77,6 +77,14 @@ class NotEnoughShares(PeerbakError):
         self.need = need
 
 
+class Unavailable(PeerbakError):
+    """Something the command needs is missing from this machine (libfuse for ``mount``):
+    the user installs it; peerbak itself is fine (EX_UNAVAILABLE, as a missing service)."""
+
+    exit_code = 69
+    code = "unavailable"
+
+
 class PeerUnavailable(PeerbakError):
     """A peer did not answer in time or could not be reached. The only retryable error."""
 
@@ -209,6 +217,7 @@ ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     RemoteProtocolError,
     IntegrityError,
     NotEnoughShares,
+    Unavailable,
     PeerUnavailable,
     LedgerError,
     StorageError,

@@ -213,6 +213,9 @@ def test_generate_writes_a_man_page_per_command_and_completions_that_complete(
     backup_page = (tmp_path / "man" / "peerbak-backup.1").read_text()
     assert backup_page.startswith(".TH PEERBAK-BACKUP 1")
     assert "\\-\\-exclude\\-larger\\-than" in backup_page
+    mount_page = (tmp_path / "man" / "peerbak-mount.1").read_text()
+    assert "\\-\\-allow\\-other" in mount_page
+    assert "\\-\\-tag" in mount_page
     if shutil.which("man"):
         shown = subprocess.run(
             ["man", "-l", str(tmp_path / "man" / "peerbak-forget.1")],
@@ -246,7 +249,7 @@ EVERYDAY = {
     command: words.split()
     for command, words in {
         "": "--json --quiet --verbose --limit-upload --limit-download backup snapshots ls "
-        "restore dump find diff tag forget prune stats check recover generate",
+        "restore dump find diff mount tag forget prune stats check recover generate",
         "backup": "--files-from --stdin --stdin-filename --exclude --iexclude --exclude-file "
         "--exclude-caches --exclude-if-present --exclude-larger-than --one-file-system --tag "
         "--host --dry-run",
@@ -267,3 +270,29 @@ def test_help_lists_every_everyday_command_and_flag(command: str) -> None:
     listed = set(re.findall(r"^  (--?[a-z-]+|[a-z]+)", out, re.M))  # options and commands
     listed |= set(re.findall(r", (--[a-z-]+)", out))  # the long name after a short one
     assert [word for word in EVERYDAY[command] if word not in listed] == []
+
+
+def test_mount_without_libfuse_is_one_line_and_exit_69(tmp_path: Path) -> None:
+    """The binding loads libfuse when imported: a machine without it hears so, typed."""
+    (tmp_path / "mp").mkdir()
+    home, mp = str(tmp_path / "home"), str(tmp_path / "mp")
+    out = subprocess.run(
+        [sys.executable, "-m", "peerbak", "--home", home, "mount", mp],
+        env={**os.environ, "FUSE_LIBRARY_PATH": str(tmp_path / "no-libfuse.so")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == EXIT_CODES["Unavailable"] == 69
+    assert out.stderr.startswith("peerbak: mounting needs libfuse")
+    assert "Traceback" not in out.stderr
+
+
+def test_the_command_line_loads_no_fuse_binding_until_mount_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, peerbak.cli.main; print('mfusepy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"
