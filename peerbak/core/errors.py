@@ -34,6 +34,15 @@ class InputError(PeerbakError):
     code = "input"
 
 
+class PassphraseError(PeerbakError):
+    """The node secret is sealed with a passphrase and could not be opened: the passphrase
+    was wrong (or the file altered), or none could be had. 77 is sysexits' EX_NOPERM:
+    scripts can tell "unlock it" apart from a broken configuration (78)."""
+
+    exit_code = 77
+    code = "passphrase"
+
+
 class RemoteProtocolError(PeerbakError):
     """A peer sent something that breaks the protocol: oversized, malformed, out of turn."""
 
@@ -199,6 +208,7 @@ ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     PeerbakError,
     ConfigError,
     InputError,
+    PassphraseError,
     RemoteProtocolError,
     IntegrityError,
     NotEnoughShares,
