@@ -113,11 +113,15 @@ def home_path() -> Path:
 
 
 def open_home(*, unlock: bool = True) -> Home:
-    """This node's home; ``unlock``: its secret read now (a sealed one asks for its
-    passphrase here, before any lock is taken or loop started, not half way through)."""
+    """This node's home, one per command (a sealed secret's passphrase is asked once);
+    ``unlock``: its secret read now, so a passphrase is asked before any lock is taken or
+    loop started, not half way through."""
     from peerbak.adapters.home import Home
 
-    home = Home.open(home_path(), passphrase)
+    root = click.get_current_context().find_root()
+    home: Home | None = root.meta.get(HOME)
+    if home is None:
+        home = root.meta[HOME] = Home.open(home_path(), passphrase)
     if unlock:
         home.secret()
     return home
@@ -336,6 +340,8 @@ def selection(hosts: tuple[str, ...], paths: tuple[str, ...], tags: tuple[str, .
 #: (the root context's meta).
 QUIET: Final = "peerbak.quiet"
 LIMITS: Final = "peerbak.limits"
+#: The command's node home, once opened (the root context's meta).
+HOME: Final = "peerbak.home"
 
 
 def quiet() -> bool:
