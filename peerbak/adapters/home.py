@@ -3,7 +3,8 @@
 ::
 
     <home>/                  0700
-      node.secret            0600  the 32-byte node secret, 64 hex digits
+      node.secret            0600  the 32-byte node secret: 64 hex digits, or sealed
+                                   with a passphrase (peerbak.core.sealed)
       config.toml            0600
       ledger.sqlite          the ledger (WAL files beside it)
       recovery-kit.txt       0600  written once by init
@@ -12,7 +13,8 @@
       held/                  0700  shards held for others: held/<owner-id>/...
 
 The secret is written with mode 0600 from its first byte (never chmod'ed after the
-fact) and atomically, so no crash leaves a half-written key under its final name.
+fact) and atomically, so no crash leaves a half-written key under its final name; a
+passphrase set, changed or removed rewrites it the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import fcntl
 import io
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -30,7 +32,9 @@ import msgspec
 import platformdirs
 
 from peerbak.adapters.files import storage_error, write_private
+from peerbak.adapters.passphrase import environment_only
 from peerbak.adapters.store import trashed_manifests
+from peerbak.core import sealed
 from peerbak.core.config import Config, parse_config
 from peerbak.core.errors import ConfigError, Locked, StorageError
 from peerbak.core.ids import NodeId
@@ -40,6 +44,12 @@ from peerbak.ports.workspace import Held
 ENV_HOME: Final = "PEERBAK_HOME"
 SECRET_FILE: Final = "node.secret"  # noqa: S105 - a file name
 CONFIG_FILE: Final = "config.toml"
+#: More than a sealed secret ever takes: a larger node.secret is not read whole.
+SECRET_FILE_MAX: Final = 4096
+
+#: Gives the passphrase of a sealed node secret when it is first needed (from the
+#: environment, or by asking on a terminal: the caller decides).
+Passphrase = Callable[[], str]
 
 
 def locate(explicit: str | os.PathLike[str] | None) -> Path:
@@ -62,48 +72,112 @@ class DaemonState(msgspec.Struct, frozen=True):
 
 
 class Home:
-    """A node home on disk. ``repr`` shows the path only, never key material."""
+    """A node home on disk. ``repr`` shows the path only, never key material.
 
-    def __init__(self, root: Path) -> None:
+    ``passphrase`` is asked for only if node.secret is sealed, once: the secret is kept
+    for the life of the object, so a command or a daemon asks once. Without one, the
+    environment's ``PEERBAK_PASSWORD_FILE`` or ``PEERBAK_PASSWORD_COMMAND`` gives it.
+    """
+
+    def __init__(self, root: Path, passphrase: Passphrase | None = None) -> None:
         self.root = root
+        self._passphrase = passphrase or environment_only
+        self._secret: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Home({str(self.root)!r})"
 
     @classmethod
-    def create(cls, root: Path, secret: bytes, config_text: str) -> Home:
-        """A new node home; refuses to touch one that already holds a node."""
+    def create(
+        cls,
+        root: Path,
+        secret: bytes,
+        config_text: str,
+        *,
+        passphrase: str | None = None,
+        opslimit: int = sealed.OPSLIMIT,
+        memlimit: int = sealed.MEMLIMIT,
+    ) -> Home:
+        """A new node home; refuses to touch one that already holds a node. With a
+        ``passphrase`` its secret is sealed from the first byte written."""
         home = cls(root)
         if (root / SECRET_FILE).exists():
             raise ConfigError(f"a node already exists at {root}: refusing to overwrite it")
         parse_config(config_text, str(root / CONFIG_FILE))
+        content = _secret_text(secret, passphrase, opslimit, memlimit)
         try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             root.chmod(0o700)
             for sub in (home.run_dir, home.held_dir):
                 sub.mkdir(mode=0o700, exist_ok=True)
             write_private(root / CONFIG_FILE, config_text.encode())
-            write_private(root / SECRET_FILE, secret.hex().encode() + b"\n")
+            write_private(root / SECRET_FILE, content)
         except OSError as exc:
             raise storage_error(exc, f"cannot create a node home at {root}") from None
         return home
 
     @classmethod
-    def open(cls, root: Path) -> Home:
-        home = cls(root)
+    def open(cls, root: Path, passphrase: Passphrase | None = None) -> Home:
+        """The home at ``root``, its node.secret checked: a plain one read, a sealed one
+        parsed (its Argon2id limits bounded) but not opened until :meth:`secret`."""
+        home = cls(root, passphrase)
         if not (root / SECRET_FILE).is_file():
             raise ConfigError(f"no node at {root}: run `peerbak init` first")
-        home.secret()
+        stored = home._stored_secret()
+        if isinstance(stored, bytes):
+            home._secret = stored
         return home
 
+    @property
+    def secret_path(self) -> Path:
+        return self.root / SECRET_FILE
+
+    def is_sealed(self) -> bool:
+        """Whether node.secret is sealed with a passphrase."""
+        return not isinstance(self._stored_secret(), bytes)
+
     def secret(self) -> bytes:
-        path = self.root / SECRET_FILE
+        """The 32-byte node secret; a sealed one is opened with the passphrase, once."""
+        if self._secret is None:
+            stored = self._stored_secret()
+            if isinstance(stored, bytes):
+                self._secret = stored
+            else:
+                passphrase = self._passphrase()
+                self._secret = sealed.unseal(stored, passphrase, str(self.secret_path))
+        return self._secret
+
+    def set_passphrase(
+        self,
+        passphrase: str | None,
+        *,
+        opslimit: int = sealed.OPSLIMIT,
+        memlimit: int = sealed.MEMLIMIT,
+    ) -> None:
+        """Seal node.secret with ``passphrase`` (a new salt and nonce each time), or make
+        it plain again with None. The secret itself, and so every key, stays the same;
+        the file is replaced atomically, 0600 from its first byte."""
+        content = _secret_text(self.secret(), passphrase, opslimit, memlimit)
         try:
-            text = path.read_text().strip()
+            write_private(self.secret_path, content)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write {self.secret_path}") from None
+
+    def _stored_secret(self) -> bytes | sealed.SealedSecret:
+        """node.secret as it is on disk: the plain secret, or its sealed form."""
+        path = self.secret_path
+        try:
+            with path.open("rb") as f:
+                raw = f.read(SECRET_FILE_MAX + 1)
         except OSError as exc:
             raise storage_error(exc, f"cannot read {path}") from None
+        text = raw.decode("ascii", errors="replace")
+        if len(raw) > SECRET_FILE_MAX:
+            raise ConfigError(f"{path} is damaged: it is larger than any node secret")
+        if sealed.is_sealed(text):
+            return sealed.parse_sealed(text, str(path))
         try:
-            secret = bytes.fromhex(text)
+            secret = bytes.fromhex(text.strip())
         except ValueError:
             secret = b""
         if len(secret) != 32:
@@ -257,6 +331,17 @@ class Home:
 
     def clear_state(self) -> None:
         self.state_path.unlink(missing_ok=True)
+
+
+def _secret_text(secret: bytes, passphrase: str | None, opslimit: int, memlimit: int) -> bytes:
+    """node.secret's contents: 64 hex digits, or sealed under a fresh salt and nonce."""
+    if passphrase is None:
+        return secret.hex().encode() + b"\n"
+    salt, nonce = os.urandom(sealed.SALT_LEN), os.urandom(sealed.NONCE_LEN)
+    box = sealed.seal(
+        secret, passphrase, salt=salt, nonce=nonce, opslimit=opslimit, memlimit=memlimit
+    )
+    return box.text().encode()
 
 
 def _flock(path: Path) -> tuple[int, list[str] | None]:

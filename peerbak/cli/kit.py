@@ -112,10 +112,43 @@ def home_path() -> Path:
     return locate(click.get_current_context().find_root().obj)
 
 
-def open_home() -> Home:
+def open_home(*, unlock: bool = True) -> Home:
+    """This node's home, one per command (a sealed secret's passphrase is asked once);
+    ``unlock``: its secret read now, so a passphrase is asked before any lock is taken or
+    loop started, not half way through."""
     from peerbak.adapters.home import Home
 
-    return Home.open(home_path())
+    root = click.get_current_context().find_root()
+    home: Home | None = root.meta.get(HOME)
+    if home is None:
+        home = root.meta[HOME] = Home.open(home_path(), passphrase)
+    if unlock:
+        home.secret()
+    return home
+
+
+def passphrase(*, confirm: bool = False, prompt: str = "Passphrase for node.secret") -> str:
+    """The passphrase from ``PEERBAK_PASSWORD_FILE`` or ``PEERBAK_PASSWORD_COMMAND``, else
+    asked on the terminal (twice if ``confirm``), else an error naming the variables."""
+    from peerbak.adapters.passphrase import NO_SOURCE, from_environment
+
+    got = from_environment()
+    if got is not None:
+        return got
+    return ask_hidden(prompt, confirm=confirm, otherwise=NO_SOURCE)
+
+
+def ask_hidden(prompt: str, *, confirm: bool, otherwise: str) -> str:
+    """A hidden answer typed on the terminal; ``otherwise`` is the error without one."""
+    from peerbak.core.errors import PassphraseError
+
+    if not sys.stdin.isatty():
+        raise PassphraseError(otherwise)
+    try:
+        answer: str = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+    except click.exceptions.Abort:  # Ctrl-C or Ctrl-D at the prompt
+        raise KeyboardInterrupt from None
+    return answer
 
 
 def home_call(as_json: bool, fn: Callable[[Home], Awaitable[T]]) -> T:
@@ -132,7 +165,7 @@ def ask_daemon(request: dict[str, Any], home: Home | None = None) -> dict[str, A
     from peerbak.adapters.control import DaemonNotRunning, call
     from peerbak.adapters.ledger import check_file
 
-    home = home or open_home()
+    home = home or open_home(unlock=False)  # the running daemon holds the secret
     try:
         return call(home.control_socket, request)
     except DaemonNotRunning:
@@ -381,6 +414,8 @@ def selection(hosts: tuple[str, ...], paths: tuple[str, ...], tags: tuple[str, .
 #: (the root context's meta).
 QUIET: Final = "peerbak.quiet"
 LIMITS: Final = "peerbak.limits"
+#: The command's node home, once opened (the root context's meta).
+HOME: Final = "peerbak.home"
 
 
 def quiet() -> bool:

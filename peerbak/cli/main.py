@@ -1,11 +1,11 @@
 """The ``peerbak`` command: the group, its global options, and the exit codes.
 
 Each command lives in the module named for what it works on: ``node`` (init, daemon,
-recover), ``pool`` (invite, join, peers, leave, gossip), ``backup`` (backup, snapshots,
-ls, restore, dump, find, diff, stats), ``mount``, ``care`` (status, check, challenge,
-repair, undelete, forget, prune) and ``bench`` (benchmark, demo, simulate);
-:mod:`peerbak.cli.kit` holds what they share. A command parses, makes one call,
-renders, and raises for what failed.
+recover, passphrase), ``pool`` (invite, join, peers, leave, gossip), ``backup`` (backup,
+snapshots, ls, restore, dump, find, diff, stats), ``mount``, ``care`` (status, check,
+challenge, repair, undelete, forget, prune) and ``bench`` (benchmark, demo, simulate);
+:mod:`peerbak.cli.kit` holds what they share. A command parses, makes one call, renders,
+and raises for what failed.
 
 Exit codes (an unknown code MUST be treated as a failure by scripts):
 
@@ -23,6 +23,7 @@ Exit codes (an unknown code MUST be treated as a failure by scripts):
 74    local storage or ledger trouble (disk full, permissions, SQLite)
 75    a peer is unavailable, or another backup of this node runs: try again later
 76    a peer broke the protocol
+77    the node secret is sealed and was not opened: wrong passphrase, or none given
 78    configuration error
 130   interrupted
 ====  ==============================================================

@@ -40,6 +40,15 @@ class InputError(PeerbakError):
     code = "input"
 
 
+class PassphraseError(PeerbakError):
+    """The node secret is sealed with a passphrase and could not be opened: the passphrase
+    was wrong (or the file altered), or none could be had. 77 is sysexits' EX_NOPERM:
+    scripts can tell "unlock it" apart from a broken configuration (78)."""
+
+    exit_code = 77
+    code = "passphrase"
+
+
 class RemoteProtocolError(PeerbakError):
     """A peer sent something that breaks the protocol: oversized, malformed, out of turn."""
 
@@ -214,6 +223,7 @@ ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     ConfigError,
     NoPool,
     InputError,
+    PassphraseError,
     RemoteProtocolError,
     IntegrityError,
     NotEnoughShares,

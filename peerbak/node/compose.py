@@ -88,11 +88,14 @@ def create_node(
     listen: str = "0.0.0.0",  # noqa: S104
     lan: bool = True,
     random_bytes: RandomBytes = os.urandom,
+    passphrase: str | None = None,
 ) -> dict[str, Any]:
-    """A new home with a fresh secret, its config, an empty ledger and the recovery kit."""
+    """A new home with a fresh secret (sealed with ``passphrase`` if given), its config,
+    an empty ledger and the recovery kit."""
     secret = random_bytes(32)
     keys = NodeKeys.derive(secret)
-    home = Home.create(root, secret, default_config_text(name, port, listen=listen, lan=lan))
+    config = default_config_text(name, port, listen=listen, lan=lan)
+    home = Home.create(root, secret, config, passphrase=passphrase)
     asyncio.run(_empty_ledger(home))
     key_text = encode_recovery_key(secret)
     txt, png = home.write_recovery_kit(key_text, keys.node_id, name)
@@ -102,6 +105,7 @@ def create_node(
         "ssh_key_fingerprint": transport.fingerprint(pool.ssh_public_key(keys)),
         "recovery_key": key_text,
         "recovery_kit": [str(txt), str(png)],
+        "sealed": passphrase is not None,
     }
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from peerbak.adapters import transport
-from peerbak.adapters.home import Home
+from peerbak.adapters.home import Home, Passphrase
 from peerbak.adapters.ledger import Ledger
 from peerbak.adapters.link import expect, handshake_any
 from peerbak.core import objects, pool, wire
@@ -150,14 +150,17 @@ def _summary(
     }
 
 
-async def recover_in_place(root: Path, address: str, *, timeout: float = 30.0) -> dict[str, Any]:
+async def recover_in_place(
+    root: Path, address: str, *, timeout: float = 30.0, passphrase: Passphrase | None = None
+) -> dict[str, Any]:
     """Rebuild the ledger of the node at ``root``, which cannot be read (or is gone), from
     the pool, with the node's own secret, as :func:`recover` does on a new machine.
 
     The damaged file is moved aside (``ledger.sqlite.damaged-TIME``, its ``-wal`` and
     ``-shm`` with it), never written to or deleted; a rebuild that fails puts it back.
-    A ledger that opens and passes SQLite's ``quick_check`` is left alone."""
-    home = Home.open(root)
+    A ledger that opens and passes SQLite's ``quick_check`` is left alone. ``passphrase``
+    opens a sealed node secret."""
+    home = Home.open(root, passphrase)
     keys = NodeKeys.derive(home.secret())
     path = home.ledger_path
     lock = home.lock_daemon()  # no daemon may run on the ledger meanwhile

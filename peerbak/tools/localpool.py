@@ -82,8 +82,13 @@ class LocalNode:
             sock.settimeout(0.2)  # to notice a daemon that died instead of getting ready
             env = {**os.environ, "NOTIFY_SOCKET": path, **(extra_env or {})}
             with self.log.open("ab") as log:
+                # No terminal: a daemon with a sealed secret must not wait at a prompt.
                 self.proc = subprocess.Popen(  # noqa: S603
-                    self.command("daemon"), stdout=log, stderr=log, env=env
+                    self.command("daemon"),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    env=env,
                 )
             deadline = time.monotonic() + READY_TIMEOUT
             while True:
