@@ -302,3 +302,17 @@ def test_system_install_needs_root(fake_bin: tuple[Path, Path]) -> None:
         printed = _peerbak("--home", node, "install-service", "--print", user=NOBODY)
         assert printed.returncode == 0, printed.stderr
         assert "\nUser=nobody\n" in printed.stdout
+
+
+@needs_root
+def test_under_sudo_the_home_is_the_invoking_users(tmp_path: Path) -> None:
+    """sudo resets $HOME to root's: with no home named, the one meant is the sudoer's."""
+    import pwd
+
+    login = Path(pwd.getpwuid(NOBODY).pw_dir)
+    env = {"SUDO_USER": pwd.getpwuid(NOBODY).pw_name, "PEERBAK_HOME": ""}
+    done = _peerbak("install-service", "--print", env=env)
+    assert done.returncode == 78
+    assert f"no node at {login / '.local' / 'share' / 'peerbak'}:" in done.stderr
+    named = _peerbak("--home", _node(tmp_path / "n"), "install-service", "--print", env=env)
+    assert named.returncode == 0, named.stderr
