@@ -29,10 +29,17 @@ def storage_error(exc: OSError, what: str) -> StorageError:
 
 def write_private(path: Path, data: bytes) -> None:
     """Atomically and 0600 from creation: temp file, fsync, rename, fsync directory."""
+    write_atomic(path, data, 0o600)
+
+
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Atomically with exactly ``mode`` (whatever the umask): no reader ever sees a
+    half-written file under ``path``, and a crash leaves the old one or the new one."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
+            os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

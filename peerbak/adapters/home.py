@@ -62,6 +62,22 @@ def locate(explicit: str | os.PathLike[str] | None) -> Path:
     return Path(platformdirs.user_data_dir("peerbak", appauthor=False))
 
 
+def sudo_default_home() -> Path | None:
+    """Under ``sudo`` with no home named: the default home of the user who ran sudo,
+    which is what :func:`locate` finds in their own shell on Linux (sudo resets ``$HOME``
+    to root's, so :func:`locate` would look in root's data directory instead)."""
+    import pwd
+
+    name = os.environ.get("SUDO_USER")
+    if not name or os.geteuid() != 0 or os.environ.get(ENV_HOME):
+        return None
+    try:
+        login = Path(pwd.getpwnam(name).pw_dir)
+    except KeyError:
+        return None
+    return login / ".local" / "share" / "peerbak"
+
+
 class DaemonState(msgspec.Struct, frozen=True):
     """What a running daemon tells the CLI (run/daemon.json)."""
 

@@ -3,9 +3,9 @@
 Each command lives in the module named for what it works on: ``node`` (init, daemon,
 recover, passphrase), ``pool`` (invite, join, peers, leave, gossip), ``backup`` (backup,
 snapshots, ls, restore, dump, find, diff, stats), ``mount``, ``care`` (status, check,
-challenge, repair, undelete, forget, prune) and ``bench`` (benchmark, demo, simulate);
-:mod:`peerbak.cli.kit` holds what they share. A command parses, makes one call, renders,
-and raises for what failed.
+challenge, repair, undelete, forget, prune), ``bench`` (benchmark, demo, simulate) and
+``service`` (install-service); :mod:`peerbak.cli.kit` holds what they share. A command
+parses, makes one call, renders, and raises for what failed.
 
 Exit codes (an unknown code MUST be treated as a failure by scripts):
 
@@ -44,7 +44,7 @@ from typing import Any
 import click
 
 from peerbak import __version__
-from peerbak.cli import backup, bench, care, docs, mount, node, pool
+from peerbak.cli import backup, bench, care, docs, mount, node, pool, service
 from peerbak.cli.kit import EXIT_INTERRUPTED, LIMITS, QUIET, exit_with
 
 
@@ -107,6 +107,7 @@ for command in (
     *care.COMMANDS,
     *bench.COMMANDS,
     *docs.COMMANDS,
+    *service.COMMANDS,
 ):
     cli.add_command(command)
 

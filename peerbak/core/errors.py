@@ -169,6 +169,13 @@ class Locked(PeerbakError):
     code = "locked"
 
 
+class ServiceError(PeerbakError):
+    """systemd could not be told about the service (no systemctl, or it refused): the
+    message says what ran, what it said, and where the unit file is."""
+
+    code = "service"
+
+
 class DaemonUnavailable(PeerUnavailable):
     """This node's own daemon did not answer: meanwhile nothing is challenged or repaired."""
 
@@ -236,4 +243,5 @@ ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     NotFoundError,
     ConflictError,
     Locked,
+    ServiceError,
 )
