@@ -73,10 +73,17 @@ _KIT_ON_DISK = (
 def daemon() -> None:
     """Run the node in the foreground (systemd: Type=notify)."""
     import logging
+    import os
 
     from peerbak.node.daemon import run_daemon
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Under systemd the journal stamps each line: a second time would only be noise.
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
+    logging.basicConfig(
+        level=logging.INFO,
+        format=stamp + "%(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one line per connection is noise
     home_call(False, run_daemon)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from peerbak.core.ids import PackId
 from peerbak.core.pack import PackRecord
@@ -39,6 +39,22 @@ class SpaceUse:
     packed: int  # their bytes in packs: compressed, encrypted, framing included
     pack_bytes: int  # the length of the packs that hold them
     stored: int  # the shard bytes of those packs on members' disks: redundancy included
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened, as ``peerbak log`` shows it and notifications tell it.
+
+    ``kind`` is dotted (``member.unreachable``, ``job.failed``, ...); ``subject`` names
+    what it is about (a member's or a job's name); ``details`` is plain JSON."""
+
+    id: int
+    time: float
+    level: str  # info, warning or error
+    kind: str
+    subject: str
+    message: str
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +316,34 @@ class Ledger(Protocol):
         """The space these distinct blobs take; for None every data and tree blob the
         index places, with every stored pack (index packs too, so ``stored`` is the sum
         of what the members hold)."""
+        ...
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def add_event(
+        self,
+        time: float,
+        level: str,
+        kind: str,
+        subject: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one event to the log; returns its id (ids only grow)."""
+        ...
+
+    async def events(
+        self,
+        *,
+        after: int = 0,
+        since: float | None = None,
+        kinds: Sequence[str] = (),
+        subject: str | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> list[Event]:
+        """Events with an id above ``after`` (and a time at or after ``since``), of these
+        kinds (a kind ending in ``.`` matches as a prefix), oldest first."""
         ...
 
     # -- snapshots and retention -------------------------------------------------------------

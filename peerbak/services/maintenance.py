@@ -23,8 +23,9 @@ from typing import Final
 from peerbak.core.config import Config, parse_size
 from peerbak.core.errors import ConfigError, Locked, PeerbakError
 from peerbak.core.health import AT_FIRST_LOSS, DAY, RepairPolicy
+from peerbak.core.words import plural
 from peerbak.ports.workspace import Workspace
-from peerbak.services import challenges
+from peerbak.services import challenges, events
 from peerbak.services.repair import RepairReport, repair
 from peerbak.services.repository import Peer, RateLimit, Repository
 
@@ -76,6 +77,7 @@ class Maintainer:
         async with repo:
             await repo.probe()
             now = self.clock()
+            await events.track_members(repo, policy_of(config), now)
             if self.schedule is None or self.schedule.members != set(repo.members):
                 self.schedule = challenges.Schedule(
                     repo.members, self.rng, now, m.challenges_per_day
@@ -84,7 +86,19 @@ class Maintainer:
                 member = repo.members.get(node)
                 if member is None or not member.up:
                     continue
-                self.outcomes.append(await self._one(repo, member, parse_size(m.read_per_day)))
+                outcome = await self._one(repo, member, parse_size(m.read_per_day))
+                self.outcomes.append(outcome)
+                if outcome.result == "fail":
+                    await events.note(
+                        repo.ledger,
+                        now,
+                        "error",
+                        "challenge.failed",
+                        member.label,
+                        f"{member.label} failed a storage challenge: {outcome.evidence}",
+                        pack=outcome.pack_id.hex(),
+                        index=outcome.index,
+                    )
                 del self.outcomes[:-KEPT]  # a daemon runs for months
             more = False
             if repair_now or now - self.last_repair >= m.probe_minutes * 60:
@@ -125,12 +139,18 @@ class Maintainer:
         self.reports.append(r)
         del self.reports[:-KEPT]
         if r.packs_repaired or r.shards_released or r.stuck:
-            log.info(
-                "repair: %d packs repaired, %d shards placed, %d released, %d stuck",
-                r.packs_repaired,
-                r.shards_placed,
-                r.shards_released,
-                len(r.stuck),
+            await events.note(
+                repo.ledger,
+                now,
+                "error" if r.stuck else "info",
+                "repair.stuck" if r.stuck else "repair.done",
+                "",
+                f"repair: {plural(r.packs_repaired, 'pack')} repaired, "
+                f"{plural(r.shards_placed, 'shard')} placed, {r.shards_released} released, "
+                f"{len(r.stuck)} stuck",
+                packs_repaired=r.packs_repaired,
+                shards_placed=r.shards_placed,
+                stuck=r.stuck[:20],
             )
         return r.packs_left > 0
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from peerbak.adapters.ledger.db import MIGRATIONS, SQLITE_MAGIC, check_file
+from peerbak.adapters.ledger.events import EventRecords
 from peerbak.adapters.ledger.files_cache import FilesCacheDb
 from peerbak.adapters.ledger.health import CLEAR_AFTER, LATENCY_WEIGHT, HealthRecords
 from peerbak.adapters.ledger.packs import PackRecords
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 
-class Ledger(RosterRecords, PackRecords, HealthRecords):
+class Ledger(RosterRecords, PackRecords, HealthRecords, EventRecords):
     """An open ledger. Use ``async with await Ledger.open(path)`` or call :meth:`close`."""
 
     def files_cache(self) -> FilesCacheDb:

@@ -136,6 +136,20 @@ MIGRATIONS: Final[list[str]] = [
     """
     ALTER TABLE members ADD COLUMN streak INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: what happened, for `peerbak log`, notifications and the status page
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        level TEXT NOT NULL CHECK (level IN ('info', 'warning', 'error')),
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        message TEXT NOT NULL,
+        details TEXT NOT NULL
+    );
+    CREATE INDEX events_time ON events(time);
+    CREATE INDEX events_kind ON events(kind, subject);
+    """,
 ]
 
 
