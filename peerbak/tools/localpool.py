@@ -110,7 +110,14 @@ class LocalNode:
         return peerbak(self.home, *args, check=check, timeout=timeout)
 
     def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.cli("status")
+        """``peerbak status --json``: the node (port, name, pool) and the pool's health.
+        It is printed whatever the exit code (75 with a member down, 69 when not all can
+        be restored now); only a failure before it (no JSON) raises."""
+        out = self.cli("status", check=False)
+        lines = out.stdout.strip().splitlines()
+        if not lines:
+            raise PeerbakError(f"peerbak status exited {out.returncode}: {out.stderr}")
+        result: dict[str, Any] = json.loads(lines[-1])
         return result
 
     def stop(self, timeout: float = 30) -> int:
