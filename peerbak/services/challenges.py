@@ -31,6 +31,7 @@ from peerbak.core.errors import IntegrityError, NotFoundError, PeerbakError, Pee
 from peerbak.core.health import CHALLENGES_PER_DAY, DAY
 from peerbak.core.ids import PackId, ShardKey
 from peerbak.core.pack import PackRecord
+from peerbak.services import events
 from peerbak.services.repository import Peer, Repository
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,15 @@ async def _fail(
     """Record the failure, then audit the member: every shard it should hold and does
     not list is marked bad too, so repair rebuilds what it lost, not all it holds."""
     node = member.node
-    log.warning(
-        "member %s failed a challenge of shard %s.%d: %s",
-        node.hex()[:12],
-        pack_id.hex()[:12],
-        index,
-        evidence,
+    await events.note(
+        repo.ledger,
+        now,
+        "error",
+        "challenge.failed",
+        member.label,
+        f"{member.label} failed a challenge of shard {pack_id.hex()[:12]}.{index}: {evidence}",
+        pack=pack_id.hex(),
+        index=index,
     )
     await repo.ledger.record_challenge(node, pack_id, index, "fail", evidence, now)
     member.failing = True  # no new shards for it in this run either

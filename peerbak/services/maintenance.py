@@ -86,19 +86,7 @@ class Maintainer:
                 member = repo.members.get(node)
                 if member is None or not member.up:
                     continue
-                outcome = await self._one(repo, member, parse_size(m.read_per_day))
-                self.outcomes.append(outcome)
-                if outcome.result == "fail":
-                    await events.note(
-                        repo.ledger,
-                        now,
-                        "error",
-                        "challenge.failed",
-                        member.label,
-                        f"{member.label} failed a storage challenge: {outcome.evidence}",
-                        pack=outcome.pack_id.hex(),
-                        index=outcome.index,
-                    )
+                self.outcomes.append(await self._one(repo, member, parse_size(m.read_per_day)))
                 del self.outcomes[:-KEPT]  # a daemon runs for months
             more = False
             if repair_now or now - self.last_repair >= m.probe_minutes * 60:

@@ -200,6 +200,9 @@ async def test_a_member_failing_challenges_has_only_what_it_lost_rebuilt(
             break
     assert outcomes[-1] == "fail", outcomes
     assert "does not have it" in outcome.evidence
+    (told,) = await backed.ledger.events(kinds=["challenge."])
+    assert (told.kind, told.subject, told.level) == ("challenge.failed", "m2", "error")
+    assert "does not have it" in told.message
 
     await backed.probe()
     report = await repair(backed, POLICY, mempool.clock())
