@@ -128,29 +128,28 @@ async def run_daemon(home: Home) -> None:
         discovery = await _start_discovery(node) if config.discovery.lan else None
         await node.publish_self()
         notify(f"READY=1\nSTATUS=serving on port {node.port}\nMAINPID={os.getpid()}")
-        watchdog = asyncio.create_task(_watchdog(notify))
-        gossip = asyncio.create_task(node.gossip_forever())
-        purge = asyncio.create_task(node.purge_forever())
-        maintain = asyncio.create_task(
-            maintain_forever(home, lambda: open_repository(home), node.stopping)
-        )
-        jobs = asyncio.create_task(
-            run_jobs_forever(
-                home,
-                lambda: open_repository(home),
-                node.stopping,
-                time.time,
-                random.SystemRandom(),
-            )
-        )
+        background = [
+            asyncio.create_task(_watchdog(notify)),
+            asyncio.create_task(node.gossip_forever()),
+            asyncio.create_task(node.purge_forever()),
+            asyncio.create_task(
+                maintain_forever(home, lambda: open_repository(home), node.stopping)
+            ),
+            asyncio.create_task(
+                run_jobs_forever(
+                    home,
+                    lambda: open_repository(home),
+                    node.stopping,
+                    time.time,
+                    random.SystemRandom(),
+                )
+            ),
+        ]
         log.info("node %s serving on port %d", node.node_id.short, node.port)
         await node.stopping.wait()
         notify("STOPPING=1")
-        watchdog.cancel()
-        gossip.cancel()
-        purge.cancel()
-        maintain.cancel()
-        jobs.cancel()
+        for task in background:
+            task.cancel()
         acceptor.close()
         control.close()
         node.end_idle_sessions()  # busy ones get the grace to finish what they do

@@ -261,11 +261,16 @@ def next_time(job: Job, last: Event | None, now: float, *, prune: bool = False) 
     return schedule.next_after(started_at(last))
 
 
-async def job_table(repo: Repository | None, config: Config, now: float) -> list[dict[str, Any]]:
+async def job_table(repo: Repository, config: Config, now: float) -> list[dict[str, Any]]:
     """What ``peerbak jobs`` shows: each job, its schedule, its last run and its next."""
+    return job_rows(config, {j.name: await last_run(repo, j.name) for j in config.job}, now)
+
+
+def job_rows(config: Config, lasts: dict[str, Event | None], now: float) -> list[dict[str, Any]]:
+    """:func:`job_table` from the jobs' last events (none: never run)."""
     rows = []
     for job in config.job:
-        last = await last_run(repo, job.name) if repo is not None else None
+        last = lasts.get(job.name)
         at = next_time(job, last, now)
         rows.append(
             {
@@ -283,6 +288,7 @@ async def job_table(repo: Repository | None, config: Config, now: float) -> list
                     "snapshot": last.details.get("snapshot"),
                     "error": last.details.get("error"),
                     "duration": last.details.get("duration"),
+                    "event": last.id,
                 },
                 "next": None if at is None else max(at, now),
             }
