@@ -146,7 +146,7 @@ class Schedule:
                 if stamp > t:  # a repeated hour's second pass maps back before t
                     return stamp
                 cur += timedelta(minutes=1)
-        raise InputError(f"the schedule {self.text!r} never matches a real date")
+        raise InputError(f"{self.text!r} never matches a real date")
 
     def _day_matches(self, day: datetime) -> bool:
         dom = self.days is None or day.day in self.days
@@ -168,7 +168,7 @@ def parse_schedule(text: str) -> Schedule:
     try:
         return _parse(text)
     except InputError as exc:
-        if repr(text) in str(exc):
+        if str(exc).startswith(repr(text)):
             raise
         raise InputError(f"{text!r}: {exc}") from None
 
