@@ -47,7 +47,8 @@ def test_jobs_read_back_as_written() -> None:
     assert photos.hooks("on_error")[0][:2] == ["sh", "-c"]
     policy = photos.keep_policy()
     assert (policy.daily, policy.weekly, str(policy.within)) == (7, 4, "2d")
-    assert db.is_command and db.argv() == ["pg_dump", "--format=custom", "mydb"]
+    assert db.is_command
+    assert db.argv() == ["pg_dump", "--format=custom", "mydb"]
     assert db.filename == "mydb.dump"
     assert db.timeout_seconds == 120
     assert db.keep_policy().empty()
@@ -80,7 +81,7 @@ JOB = '[[job]]\nname = "docs"\npaths = ["/srv/docs"]\n'
         (JOB + "timeout = 0\n", "timeout", "job 'docs': timeout: must be more than 0"),
         (JOB + 'keep_within = "3x"\n', "keep_within", "job 'docs': keep_within"),
         (JOB + "keep_last = -5\n", "[[job]]", "job 'docs': keep_*: keep-last is -5"),
-        (JOB + "before = \"echo 'unclosed\"\n", "before", "job 'docs': before: cannot split"),
+        (JOB + 'before = "echo \'unclosed"\n', "before", "job 'docs': before: cannot split"),
         (JOB + 'after = [""]\n', "after", "job 'docs': after: an empty command"),
         (JOB + "schedule = 3\n", "schedule", "[[job]] 1: schedule: Expected `str`, got `int`"),
         (JOB + "colour = 1\n", "colour", "[[job]] 1: colour: unknown key"),
