@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from peerbak.cli.kit import emit_table, fail, human_size, open_home, pool_call, repo_call, run
+from peerbak.cli.kit import (
+    emit_table,
+    fail,
+    human_size,
+    open_home,
+    pool_call,
+    repo_call,
+    rfc3339,
+    run,
+)
 from peerbak.cli.kit import when as local_time
 from peerbak.core.errors import JobFailed, NotFoundError, PartialBackup
 from peerbak.core.words import plural
@@ -102,7 +111,7 @@ def jobs(as_json: bool) -> None:
     if rows is None:  # in no pool yet: the jobs, never run
         rows = run(as_json, lambda: job_rows(config, {}, now))
     if as_json:
-        click.echo(json.dumps(rows))
+        click.echo(json.dumps([_json_row(r) for r in rows]))
         return
     if not rows:
         click.echo("no jobs in the config (add a [[job]] table; see the README)", err=True)
@@ -112,6 +121,12 @@ def jobs(as_json: bool) -> None:
         ["job", "backs up", "schedule", "last run", "result", "next run"],
         (_row(r) for r in rows),
     )
+
+
+def _json_row(r: dict[str, Any]) -> dict[str, Any]:
+    """Times as RFC 3339, as every command's JSON gives them."""
+    last = r["last"] and {**r["last"], "time": rfc3339(r["last"]["time"])}
+    return {**r, "last": last, "next": None if r["next"] is None else rfc3339(r["next"])}
 
 
 def _row(r: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ tags = ["auto"]
     assert row["last"] is not None, (owner.log.read_text()[-3000:], row)
     assert row["last"]["result"] == "ok", row
     assert row["schedule"] == "every 1min"
-    assert row["next"] > row["last"]["time"]
+    assert datetime.fromisoformat(row["next"]) > datetime.fromisoformat(row["last"]["time"])
     (event,) = _log(owner, "job.ok")[-1:]
     assert event["subject"] == "auto"
     assert event["details"]["snapshot"] == row["last"]["snapshot"]
