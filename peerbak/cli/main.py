@@ -3,15 +3,16 @@
 Each command lives in the module named for what it works on: ``node`` (init, daemon,
 recover, passphrase), ``pool`` (invite, join, peers, leave, gossip), ``backup`` (backup,
 snapshots, ls, restore, dump, find, diff, stats), ``mount``, ``care`` (status, check,
-challenge, repair, undelete, forget, prune), ``bench`` (benchmark, demo, simulate) and
-``service`` (install-service); :mod:`peerbak.cli.kit` holds what they share. A command
-parses, makes one call, renders, and raises for what failed.
+challenge, repair, undelete, forget, prune), ``bench`` (benchmark, demo, simulate),
+``service`` (install-service), ``watch`` (log) and ``jobs`` (run, jobs);
+:mod:`peerbak.cli.kit` holds what they share. A command parses, makes one call, renders,
+and raises for what failed.
 
 Exit codes (an unknown code MUST be treated as a failure by scripts):
 
 ====  ==============================================================
 0     success
-1     failure not covered below
+1     failure not covered below; a backup job's hook or command failed
 2     bad command line (unknown option, missing argument)
 3     backup saved, but some source files could not be read
 64    malformed input: a recovery key, a token, an id
@@ -32,7 +33,8 @@ With ``--json``, a failing command writes one last line to stderr:
 ``{"message_type": "exit_error", "code": <exit code>, "error": <name>, "message": <text>}``,
 except where its own output already lists what failed (the
 :class:`~peerbak.core.errors.Reported` errors: ``backup``'s 3, ``check`` and
-``challenge``'s 65, ``repair``'s 69, ``restore``'s code): then it adds nothing.
+``challenge``'s 65, ``repair``'s 69, ``restore``'s and ``run``'s code): then it adds
+nothing. ``run`` exits with the code of the failure that failed the (first failed) job.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from typing import Any
 import click
 
 from peerbak import __version__
-from peerbak.cli import backup, bench, care, docs, mount, node, pool, service, watch
+from peerbak.cli import backup, bench, care, docs, jobs, mount, node, pool, service, watch
 from peerbak.cli.kit import EXIT_INTERRUPTED, LIMITS, QUIET, exit_with
 
 
@@ -109,6 +111,7 @@ for command in (
     *docs.COMMANDS,
     *service.COMMANDS,
     *watch.COMMANDS,
+    *jobs.COMMANDS,
 ):
     cli.add_command(command)
 

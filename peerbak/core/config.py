@@ -15,6 +15,7 @@ import msgspec
 from peerbak.core.addresses import split_host_port
 from peerbak.core.errors import ConfigError, InputError
 from peerbak.core.ids import NodeId
+from peerbak.core.jobs import Job, JobConfigError, check_jobs
 
 _SIZE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)", re.IGNORECASE)
 _HOST_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
@@ -119,6 +120,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     discovery: DiscoverySection = msgspec.field(default_factory=DiscoverySection)
     network: NetworkSection = msgspec.field(default_factory=NetworkSection)
     maintenance: MaintenanceSection = msgspec.field(default_factory=MaintenanceSection)
+    #: ``[[job]]`` tables: backups the daemon runs on schedules (core/jobs.py).
+    job: list[Job] = []
 
     @property
     def storage(self) -> Storage:
@@ -175,6 +178,11 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
         match = re.search(r" - at `\$((?:\.[^`.\[]+|\[[^\]]*\])*)`", message)
         path = [p for p in re.findall(r"\.([^.`\[]+)", match.group(1))] if match else []
         unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
+        job = re.match(r"\.job\[(\d+)\](?:\.(\w+))?", match.group(1)) if match else None
+        if job:
+            key = unknown.group(1) if unknown else job.group(2) or ""
+            why = "unknown key" if unknown else message.split(" - at ", maxsplit=1)[0]
+            raise _job_fail(source, text, int(job.group(1)), key, why) from None
         if unknown:
             raise _fail(source, text, [*path, unknown.group(1)], "unknown key") from None
         why = message.split(" - at ", maxsplit=1)[0]
@@ -183,7 +191,36 @@ def parse_config(text: str, source: str = "config.toml") -> Config:
     return config
 
 
+def _job_line(text: str, index: int, key: str) -> int | None:
+    """The line of ``key`` in the ``index``-th ``[[job]]`` table (or of its header)."""
+    seen, header = -1, None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("["):
+            if seen == index:
+                break
+            if re.fullmatch(r"\[\[\s*job\s*\]\]", line):
+                seen += 1
+                header = number if seen == index else None
+            continue
+        if seen == index and key and line.split("=", 1)[0].strip().strip('"') == key:
+            return number
+    return header
+
+
+def _job_fail(source: str, text: str, index: int, key: str, why: str) -> ConfigError:
+    line = _job_line(text, index, key)
+    where = f"{source} line {line}" if line else source
+    return ConfigError(f"{where}: [[job]] {index + 1}: {key or '(table)'}: {why}")
+
+
 def _check(config: Config, text: str, source: str) -> None:
+    try:
+        check_jobs(config.job)
+    except JobConfigError as exc:
+        line = _job_line(text, exc.index, exc.key if exc.key != "keep_*" else "")
+        where = f"{source} line {line}" if line else source
+        raise ConfigError(f"{where}: {exc}") from None
     try:
         _check_host(config.node.listen)
     except InputError as exc:
@@ -299,4 +336,16 @@ lost_after_days = 7
 repair_per_hour = "4GiB"
 # Minutes between probes of every member; three missed in a row make it unreachable.
 probe_minutes = 5
+
+# Backup jobs the daemon runs on their schedules (`peerbak jobs` lists them, `peerbak
+# run NAME` runs one now). Hooks are commands run without a shell; see the README.
+# [[job]]
+# name = "photos"
+# paths = ["~/Pictures"]
+# exclude = ["*.tmp"]
+# schedule = "daily"            # or "*-*-* 03:00", "Mon..Fri 22:30", "every 6h", "30 3 * * *"
+# jitter = "30min"
+# keep_daily = 7
+# keep_weekly = 4
+# keep_monthly = 12
 """

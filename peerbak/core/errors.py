@@ -176,6 +176,15 @@ class ServiceError(PeerbakError):
     code = "service"
 
 
+class HookFailed(PeerbakError):
+    """A backup job's hook (before, after, on_error) or its command exited non-zero, could
+    not be started, or ran past its timeout and was killed. 1, as an external program
+    that failed (borgmatic's code for a failed hook too)."""
+
+    exit_code = 1
+    code = "hook-failed"
+
+
 class DaemonUnavailable(PeerUnavailable):
     """This node's own daemon did not answer: meanwhile nothing is challenged or repaired."""
 
@@ -224,6 +233,18 @@ class PartialRestore(Reported):
         self.exit_code = exit_code  # type: ignore[misc]
 
 
+class JobFailed(Reported):
+    """``peerbak run``: a job failed (its output says which and why). The exit code is
+    that of the error that failed it (1 for a hook, 75 for members out of reach, ...)."""
+
+    code = "job-failed"
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        # Per instance: the code of the failure behind it, known only at run time.
+        self.exit_code = exit_code  # type: ignore[misc]
+
+
 #: Every error class, for the exit-code table in the CLI and its documentation.
 ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     PeerbakError,
@@ -244,4 +265,5 @@ ALL_ERRORS: tuple[type[PeerbakError], ...] = (
     ConflictError,
     Locked,
     ServiceError,
+    HookFailed,
 )

@@ -2,6 +2,7 @@
 
 Runs a :class:`~peerbak.node.server.Node` in the foreground: the SSH server friends talk to, the
 control socket the CLI talks to, LAN discovery, gossip and trash purging on schedules,
+the config's backup jobs on theirs (services/jobs.py),
 and systemd notifications (READY, STOPPING, WATCHDOG) over ``$NOTIFY_SOCKET`` without any
 dependency. SIGTERM or SIGINT stops accepting, gives sessions in flight a moment to
 finish, and exits 0; an interrupted put leaves only a temporary file, swept at the next
@@ -15,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -30,6 +32,7 @@ from peerbak.core.errors import InputError, PeerbakError, StorageError
 from peerbak.core.ids import NodeId
 from peerbak.node.compose import open_repository
 from peerbak.node.server import Node, local_addresses
+from peerbak.services.jobs import run_jobs_forever
 from peerbak.services.maintenance import maintain_forever
 
 log = logging.getLogger(__name__)
@@ -125,19 +128,28 @@ async def run_daemon(home: Home) -> None:
         discovery = await _start_discovery(node) if config.discovery.lan else None
         await node.publish_self()
         notify(f"READY=1\nSTATUS=serving on port {node.port}\nMAINPID={os.getpid()}")
-        watchdog = asyncio.create_task(_watchdog(notify))
-        gossip = asyncio.create_task(node.gossip_forever())
-        purge = asyncio.create_task(node.purge_forever())
-        maintain = asyncio.create_task(
-            maintain_forever(home, lambda: open_repository(home), node.stopping)
-        )
+        background = [
+            asyncio.create_task(_watchdog(notify)),
+            asyncio.create_task(node.gossip_forever()),
+            asyncio.create_task(node.purge_forever()),
+            asyncio.create_task(
+                maintain_forever(home, lambda: open_repository(home), node.stopping)
+            ),
+            asyncio.create_task(
+                run_jobs_forever(
+                    home,
+                    lambda: open_repository(home),
+                    node.stopping,
+                    time.time,
+                    random.SystemRandom(),
+                )
+            ),
+        ]
         log.info("node %s serving on port %d", node.node_id.short, node.port)
         await node.stopping.wait()
         notify("STOPPING=1")
-        watchdog.cancel()
-        gossip.cancel()
-        purge.cancel()
-        maintain.cancel()
+        for task in background:
+            task.cancel()
         acceptor.close()
         control.close()
         node.end_idle_sessions()  # busy ones get the grace to finish what they do
