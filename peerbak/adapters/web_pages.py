@@ -36,7 +36,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .s-ok{background:#e3f4e6}.s-unreachable{background:#fdf3d8}.s-lost,.s-failing{background:#fbe2e0}
 .l-warning{color:#6b4a00}.l-error{color:#7a1b12;font-weight:600}
 .charts{display:flex;flex-wrap:wrap;gap:2em}.charts figure{margin:0}
-figcaption{color:#5b6470;font-size:.9em;max-width:40em}
+figcaption{color:#5b6470;font-size:.9em;max-width:460px}
 code{font-size:.92em}ul{margin:.3em 0}
 """
 
@@ -125,7 +125,7 @@ def page(data: dict[str, Any]) -> str:
         + _health(health)
         + _members(health["members"], now)
         + _jobs(data["jobs"], now)
-        + _charts(data["charts"])
+        + _charts(data["charts"], now)
         + _repair(data["repair"], health, data["space"])
         + _snapshots(data, now)
         + _events(data["events"], now)
@@ -164,7 +164,7 @@ def _members(members: list[dict[str, Any]], now: float) -> str:
             esc(size(m["bytes_held_for_us"])),
             esc(size(m["bytes_we_hold_for_it"])),
         )
-        for m in members
+        for m in sorted(members, key=lambda m: str(m["name"]))
     ]
     return (
         f'<h2>Members ({len(members)})</h2><div id="members">'
@@ -294,33 +294,42 @@ def _axis(label_top: str, label_left: str, label_right: str) -> str:
     )
 
 
-def stored_chart(points: list[dict[str, Any]]) -> str:
-    """Bytes stored on members' disks (cumulative, from each snapshot's summary) over
-    time, as a step line."""
+def stored_chart(points: list[dict[str, Any]], now: float) -> str:
+    """Bytes stored on members' disks (cumulative, from each snapshot's summary) from the
+    first snapshot until now, as a step line with a dot at each snapshot."""
     if not points:
         return (
             '<svg id="chart-stored" width="460" height="40"><text x="0" y="20" '
             'font-size="12">no snapshot yet</text></svg>'
         )
-    t0, t1 = points[0]["time"], points[-1]["time"]
-    top = max(p["bytes"] for p in points) or 1
+    t0 = float(points[0]["time"])
+    t1 = max(now, float(points[-1]["time"]))
+    top = max(float(p["bytes"]) for p in points) or 1.0
     span = (t1 - t0) or 1.0
 
-    def xy(t: float, b: float) -> str:
-        x = PAD + (W - 8 - PAD) * ((t - t0) / span if t1 > t0 else 1.0)
-        y = (H - 20) - (H - 32) * b / top
-        return f"{x:.1f},{y:.1f}"
+    def x(t: float) -> float:
+        return PAD + 4 + (W - 16 - PAD) * (t - t0) / span
 
-    path = [xy(t0, 0)]
-    previous = 0
+    def y(b: float) -> float:
+        return (H - 20) - (H - 32) * b / top
+
+    path = [f"{x(t0):.1f},{y(0):.1f}"]
+    dots = []
+    previous = 0.0
     for p in points:
-        path += [xy(p["time"], previous), xy(p["time"], p["bytes"])]
-        previous = p["bytes"]
+        path += [f"{x(p['time']):.1f},{y(previous):.1f}", f"{x(p['time']):.1f},{y(p['bytes']):.1f}"]
+        dots.append(
+            f'<circle cx="{x(p["time"]):.1f}" cy="{y(p["bytes"]):.1f}" r="3" fill="#2f6fb5">'
+            f"<title>{esc(stamp(p['time']))}: {esc(size(p['bytes']))}</title></circle>"
+        )
+        previous = float(p["bytes"])
+    path.append(f"{x(t1):.1f},{y(previous):.1f}")
     return (
         f'<svg id="chart-stored" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
         'role="img" aria-label="stored bytes over time">'
-        + _axis(size(top), stamp(t0)[:10], stamp(t1)[:10])
+        + _axis(size(top), stamp(t0), stamp(t1))
         + f'<polyline fill="none" stroke="#2f6fb5" stroke-width="2" points="{" ".join(path)}"/>'
+        + "".join(dots)
         + "</svg>"
     )
 
@@ -343,17 +352,17 @@ def challenge_chart(c: dict[str, Any]) -> str:
     return (
         f'<svg id="chart-challenges" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
         'role="img" aria-label="failed challenges per day">'
-        + _axis(f"{top} failed", first, last)
+        + _axis(f"{top} failed" if any(d["failed"] for d in days) else "none failed", first, last)
         + bars
         + "</svg>"
     )
 
 
-def _charts(charts: dict[str, Any]) -> str:
+def _charts(charts: dict[str, Any], now: float) -> str:
     c = charts["challenges"]
     return (
         '<h2>Charts</h2><div class="charts">'
-        f"<figure>{stored_chart(charts['stored'])}<figcaption>Bytes stored on members' disks, "
+        f"<figure>{stored_chart(charts['stored'], now)}<figcaption>Bytes stored on members' disks, "
         "redundancy included, added up over the snapshots (each snapshot's upload)."
         "</figcaption></figure>"
         f"<figure>{challenge_chart(c)}<figcaption>Failed storage challenges per day, the "

@@ -63,7 +63,8 @@ async def test_the_figures_agree_with_status_and_the_ledger(
 
     html = page(data)
     assert html.count('class="member-name"') == len(repo.members)
-    assert "docs" in html and "photos" in html
+    assert "docs" in html
+    assert "photos" in html
     families = {f.name: f for f in text_string_to_metric_families(metrics_text(data).decode())}
     success = {
         s.labels["job"]: s.value
