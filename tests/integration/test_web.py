@@ -206,7 +206,7 @@ def test_an_address_outside_allow_is_refused(pool: Pool) -> None:
     text = config.read_text()
     assert 'allow = ["127.0.0.0/8", "::1/128"]' in text
     config.write_text(text.replace('allow = ["127.0.0.0/8", "::1/128"]', 'allow = ["10.0.0.0/8"]'))
-    pool.owner.stop()
+    assert pool.owner.stop() == 0  # SIGTERM: the page stops with the rest, cleanly
     pool.owner.start()
     info = pool.web()
     code, body = get(info["base"], info["token"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import stat
@@ -395,3 +396,28 @@ def test_the_web_section_of_the_config() -> None:
     )
     with pytest.raises(ConfigError, match=r"line \d+: web\.allow: not a network: 'lan'"):
         parse_config(bad)
+
+
+def test_peerbak_web_without_a_daemon(tmp_path: Path) -> None:
+    """The address from the config and the token, and exit 75: nobody serves it now."""
+    from click.testing import CliRunner
+
+    from peerbak.cli.main import cli
+    from peerbak.node.compose import create_node
+
+    root = tmp_path / "n"
+    create_node(root, "n", 0, listen="127.0.0.1", lan=False)
+    result = CliRunner().invoke(cli, ["--home", str(root), "web", "--json"])
+    assert result.exit_code == 75, result.output
+    info = json.loads(result.stdout.splitlines()[0])
+    token = (root / "web.token").read_text().strip()
+    assert info["url"] == f"http://127.0.0.1:7421/?token={token}"
+    assert info["running"] is False
+    assert "not serving the page" in result.stderr
+    config = root / "config.toml"
+    config.write_text(
+        config.read_text().replace("enabled = true\nlisten", "enabled = false\nlisten")
+    )
+    result = CliRunner().invoke(cli, ["--home", str(root), "web"])
+    assert result.exit_code == 78
+    assert "turned off" in result.stderr
