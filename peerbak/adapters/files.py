@@ -32,6 +32,29 @@ def write_private(path: Path, data: bytes) -> None:
     write_atomic(path, data, 0o600)
 
 
+def write_private_once(path: Path, data: bytes) -> bool:
+    """Like :func:`write_private`, but only if ``path`` does not exist yet: the file is
+    linked into place whole, so of two writers racing one wins and the other learns it
+    (False) and reads what the winner wrote."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    fsync_dir(path.parent)
+    return True
+
+
 def write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Atomically with exactly ``mode`` (whatever the umask): no reader ever sees a
     half-written file under ``path``, and a crash leaves the old one or the new one."""

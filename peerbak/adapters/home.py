@@ -9,6 +9,7 @@
       ledger.sqlite          the ledger (WAL files beside it)
       recovery-kit.txt       0600  written once by init
       recovery-kit.png       0600  the recovery key as a QR code
+      web.token              0600  the status page's login token (made at first use)
       run/                   0700  daemon.json (pid, port), daemon.sock, daemon.lock
       held/                  0700  shards held for others: held/<owner-id>/...
 
@@ -23,6 +24,7 @@ import contextlib
 import fcntl
 import io
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +33,7 @@ from typing import Any, Final, cast
 import msgspec
 import platformdirs
 
-from peerbak.adapters.files import storage_error, write_private
+from peerbak.adapters.files import storage_error, write_private, write_private_once
 from peerbak.adapters.passphrase import environment_only
 from peerbak.adapters.store import trashed_manifests
 from peerbak.core import sealed
@@ -44,6 +46,7 @@ from peerbak.ports.workspace import Held
 ENV_HOME: Final = "PEERBAK_HOME"
 SECRET_FILE: Final = "node.secret"  # noqa: S105 - a file name
 CONFIG_FILE: Final = "config.toml"
+WEB_TOKEN_FILE: Final = "web.token"  # noqa: S105 - a file name
 #: More than a sealed secret ever takes: a larger node.secret is not read whole.
 SECRET_FILE_MAX: Final = 4096
 
@@ -85,6 +88,9 @@ class DaemonState(msgspec.Struct, frozen=True):
     listen: str
     port: int
     started: float
+    #: The status page's address and port (port 0: it is not served).
+    web_listen: str = ""
+    web_port: int = 0
 
 
 class Home:
@@ -212,6 +218,25 @@ class Home:
 
     def config(self) -> Config:
         return parse_config(self.config_text(), str(self.config_path))
+
+    @property
+    def web_token_path(self) -> Path:
+        return self.root / WEB_TOKEN_FILE
+
+    def web_token(self) -> str:
+        """The status page's login token, made (32 random bytes, URL-safe) the first time
+        it is asked for, by the daemon or by ``peerbak web``, whichever comes first.
+        Delete the file to change it: the daemon reads it at each request."""
+        path = self.web_token_path
+        try:
+            if not path.exists():
+                write_private_once(path, secrets.token_urlsafe(32).encode() + b"\n")
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise storage_error(exc, f"cannot read or write {path}") from None
+        if len(token) < 16:
+            raise ConfigError(f"{path} is damaged (too short a token): remove it")
+        return token
 
     @property
     def ledger_path(self) -> Path:

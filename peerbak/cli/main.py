@@ -4,9 +4,9 @@ Each command lives in the module named for what it works on: ``node`` (init, dae
 recover, passphrase), ``pool`` (invite, join, peers, leave, gossip), ``backup`` (backup,
 snapshots, ls, restore, dump, find, diff, stats), ``mount``, ``care`` (status, check,
 challenge, repair, undelete, forget, prune), ``bench`` (benchmark, demo, simulate),
-``service`` (install-service), ``watch`` (log) and ``jobs`` (run, jobs);
-:mod:`peerbak.cli.kit` holds what they share. A command parses, makes one call, renders,
-and raises for what failed.
+``service`` (install-service), ``watch`` (log), ``jobs`` (run, jobs) and ``web`` (the
+status page's address); :mod:`peerbak.cli.kit` holds what they share. A command parses,
+makes one call, renders, and raises for what failed.
 
 Exit codes (an unknown code MUST be treated as a failure by scripts):
 
@@ -46,7 +46,7 @@ from typing import Any
 import click
 
 from peerbak import __version__
-from peerbak.cli import backup, bench, care, docs, jobs, mount, node, pool, service, watch
+from peerbak.cli import backup, bench, care, docs, jobs, mount, node, pool, service, watch, web
 from peerbak.cli.kit import EXIT_INTERRUPTED, LIMITS, QUIET, exit_with
 
 
@@ -112,6 +112,7 @@ for command in (
     *service.COMMANDS,
     *watch.COMMANDS,
     *jobs.COMMANDS,
+    *web.COMMANDS,
 ):
     cli.add_command(command)
 

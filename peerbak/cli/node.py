@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 @click.option("--listen", default="0.0.0.0", show_default=True, help="Address to listen on.")  # noqa: S104
 @click.option("--no-lan", is_flag=True, help="Turn LAN discovery (mDNS) off.")
 @click.option(
+    "--web-port",
+    default=7421,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the status page on 127.0.0.1 (0: OS-chosen).",
+)
+@click.option(
     "--passphrase",
     "sealed",
     is_flag=True,
@@ -38,14 +45,22 @@ if TYPE_CHECKING:
     "$PEERBAK_PASSWORD_COMMAND, or asked twice).",
 )
 @click.option("--json", "as_json", is_flag=True)
-def init(name: str, port: int, listen: str, no_lan: bool, sealed: bool, as_json: bool) -> None:
+def init(
+    name: str, port: int, listen: str, no_lan: bool, web_port: int, sealed: bool, as_json: bool
+) -> None:
     """Create a node: its secret, config and ledger. Shows the recovery key once."""
     from peerbak.node.compose import create_node
 
     def go() -> dict[str, Any]:
         secret_passphrase = passphrase(confirm=True, prompt="New passphrase") if sealed else None
         return create_node(
-            home_path(), name, port, listen=listen, lan=not no_lan, passphrase=secret_passphrase
+            home_path(),
+            name,
+            port,
+            listen=listen,
+            lan=not no_lan,
+            passphrase=secret_passphrase,
+            web_port=web_port,
         )
 
     info = run(as_json, go)

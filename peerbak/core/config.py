@@ -104,6 +104,22 @@ class MaintenanceSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     probe_minutes: Annotated[float, msgspec.Meta(ge=1, le=1440)] = 5
 
 
+#: Who may open the status page by default: this machine only.
+LOOPBACK: Final = ("127.0.0.0/8", "::1/128")
+
+
+class WebSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The daemon's status page and Prometheus metrics (read-only, behind a token)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 7421
+    #: Networks (CIDR) a browser or scraper may connect from; others get 403.
+    allow: Annotated[list[str], msgspec.Meta(max_length=64)] = msgspec.field(
+        default_factory=lambda: list(LOOPBACK)
+    )
+
+
 class Storage(msgspec.Struct, frozen=True):
     """The storage section with every size resolved to bytes."""
 
@@ -122,6 +138,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     maintenance: MaintenanceSection = msgspec.field(default_factory=MaintenanceSection)
     #: ``[[job]]`` tables: backups the daemon runs on schedules (core/jobs.py).
     job: list[Job] = []
+    web: WebSection = msgspec.field(default_factory=WebSection)
 
     @property
     def storage(self) -> Storage:
@@ -230,6 +247,17 @@ def _check(config: Config, text: str, source: str) -> None:
             _check_host_port(address)
         except InputError as exc:
             raise _fail(source, text, ["node", "advertise"], str(exc)) from None
+    try:
+        _check_host(config.web.listen)
+    except InputError as exc:
+        raise _fail(source, text, ["web", "listen"], str(exc)) from None
+    for network in config.web.allow:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise _fail(
+                source, text, ["web", "allow"], f"not a network: {network!r} (try 192.168.1.0/24)"
+            ) from None
     s, m = config.storage_section, config.maintenance
     for section, key, value in (
         ("storage", "lend", s.lend),
@@ -283,6 +311,7 @@ def default_config_text(
     *,
     listen: str = "0.0.0.0",  # noqa: S104 - a node serves its friends on every interface
     lan: bool = True,
+    web_port: int = 7421,
 ) -> str:
     """The commented config that ``peerbak init`` writes, with the values given rendered
     into it: users edit this file, so it is a template with comments, not a dump."""
@@ -348,4 +377,15 @@ probe_minutes = 5
 # keep_daily = 7
 # keep_weekly = 4
 # keep_monthly = 12
+
+[web]
+# The status page and Prometheus metrics (`peerbak web` prints the address with its
+# login token, kept in web.token beside this file). Read-only.
+enabled = true
+listen = "127.0.0.1"
+# 0: chosen by the OS (`peerbak web` finds it).
+port = {int(web_port)}
+# Networks allowed to connect (CIDR); anyone else gets 403. To reach the page from your
+# LAN, set listen = "0.0.0.0" and add e.g. "192.168.1.0/24".
+allow = ["127.0.0.0/8", "::1/128"]
 """

@@ -89,12 +89,13 @@ def create_node(
     lan: bool = True,
     random_bytes: RandomBytes = os.urandom,
     passphrase: str | None = None,
+    web_port: int = 7421,
 ) -> dict[str, Any]:
     """A new home with a fresh secret (sealed with ``passphrase`` if given), its config,
     an empty ledger and the recovery kit."""
     secret = random_bytes(32)
     keys = NodeKeys.derive(secret)
-    config = default_config_text(name, port, listen=listen, lan=lan)
+    config = default_config_text(name, port, listen=listen, lan=lan, web_port=web_port)
     home = Home.create(root, secret, config, passphrase=passphrase)
     asyncio.run(_empty_ledger(home))
     key_text = encode_recovery_key(secret)

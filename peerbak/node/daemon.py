@@ -20,6 +20,7 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ from peerbak.core.errors import InputError, PeerbakError, StorageError
 from peerbak.core.ids import NodeId
 from peerbak.node.compose import open_repository
 from peerbak.node.server import Node, local_addresses
+from peerbak.node.web import start_web, stop_web
 from peerbak.services.jobs import run_jobs_forever
 from peerbak.services.maintenance import maintain_forever
 
@@ -117,14 +119,18 @@ async def run_daemon(home: Home) -> None:
         node.port = acceptor.get_port()
         node.addresses = local_addresses(config, node.port)
         control = await _control_server(node, home.control_socket)
+        web = await start_web(home, node)
         home.write_state(
             DaemonState(
-                pid=os.getpid(), listen=config.node.listen, port=node.port, started=time.time()
+                pid=os.getpid(),
+                listen=config.node.listen,
+                port=node.port,
+                started=time.time(),
+                web_listen=config.web.listen if web else "",
+                web_port=node.web_port,
             )
         )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, node.stopping.set)
+        _on_signals(node.stopping.set)
         discovery = await _start_discovery(node) if config.discovery.lan else None
         await node.publish_self()
         notify(f"READY=1\nSTATUS=serving on port {node.port}\nMAINPID={os.getpid()}")
@@ -152,6 +158,7 @@ async def run_daemon(home: Home) -> None:
             task.cancel()
         acceptor.close()
         control.close()
+        await stop_web(web)
         node.end_idle_sessions()  # busy ones get the grace to finish what they do
         if node._sessions:
             await asyncio.wait(node._sessions, timeout=STOP_GRACE)
@@ -166,6 +173,12 @@ async def run_daemon(home: Home) -> None:
     finally:
         await ledger.close()
         os.close(lock)
+
+
+def _on_signals(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
 
 
 async def _watchdog(notify: _Notifier) -> None:

@@ -93,6 +93,7 @@ class Node:
         self.ssh_key = transport.private_key(keys.ssh_seed)
         self.ssh_public = pool.ssh_public_key(keys)
         self.port = 0
+        self.web_port = 0  # the status page's, 0 when it is not served
         self.addresses: list[str] = []
         self.links: dict[bytes, PeerLink] = {}
         self.stopping = asyncio.Event()
@@ -486,6 +487,7 @@ class Node:
             "version": __version__,
             "addresses": self.addresses,
             "port": self.port,
+            "web_port": self.web_port,
             "members": members,
         }
 

@@ -64,6 +64,8 @@ class LocalNode:
             "--listen",
             "127.0.0.1",
             "--no-lan",  # nodes on one host find each other by the roster alone
+            "--web-port",
+            "0",  # pools side by side on one host: no two status pages on one port
             *extra,
         )
         return self.info
