@@ -44,7 +44,7 @@ from typing import Any
 import click
 
 from peerbak import __version__
-from peerbak.cli import backup, bench, care, docs, mount, node, pool, service, watch
+from peerbak.cli import backup, bench, care, docs, mount, node, notify, pool, service, watch
 from peerbak.cli.kit import EXIT_INTERRUPTED, LIMITS, QUIET, exit_with
 
 
@@ -109,6 +109,7 @@ for command in (
     *docs.COMMANDS,
     *service.COMMANDS,
     *watch.COMMANDS,
+    *notify.COMMANDS,
 ):
     cli.add_command(command)
 

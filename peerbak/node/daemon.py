@@ -31,6 +31,7 @@ from peerbak.core.ids import NodeId
 from peerbak.node.compose import open_repository
 from peerbak.node.server import Node, local_addresses
 from peerbak.services.maintenance import maintain_forever
+from peerbak.services.notifier import notify_forever
 
 log = logging.getLogger(__name__)
 
@@ -125,19 +126,20 @@ async def run_daemon(home: Home) -> None:
         discovery = await _start_discovery(node) if config.discovery.lan else None
         await node.publish_self()
         notify(f"READY=1\nSTATUS=serving on port {node.port}\nMAINPID={os.getpid()}")
-        watchdog = asyncio.create_task(_watchdog(notify))
-        gossip = asyncio.create_task(node.gossip_forever())
-        purge = asyncio.create_task(node.purge_forever())
-        maintain = asyncio.create_task(
-            maintain_forever(home, lambda: open_repository(home), node.stopping)
-        )
+        tasks = [
+            asyncio.create_task(_watchdog(notify)),
+            asyncio.create_task(node.gossip_forever()),
+            asyncio.create_task(node.purge_forever()),
+            asyncio.create_task(
+                maintain_forever(home, lambda: open_repository(home), node.stopping)
+            ),
+            asyncio.create_task(_notify(home, node.stopping)),
+        ]
         log.info("node %s serving on port %d", node.node_id.short, node.port)
         await node.stopping.wait()
         notify("STOPPING=1")
-        watchdog.cancel()
-        gossip.cancel()
-        purge.cancel()
-        maintain.cancel()
+        for task in tasks:
+            task.cancel()
         acceptor.close()
         control.close()
         node.end_idle_sessions()  # busy ones get the grace to finish what they do
@@ -154,6 +156,15 @@ async def run_daemon(home: Home) -> None:
     finally:
         await ledger.close()
         os.close(lock)
+
+
+async def _notify(home: Home, stopping: asyncio.Event) -> None:
+    """The notifier (apprise is imported only when the daemon runs)."""
+    from peerbak.adapters.notify import AppriseNotifier, HttpPinger
+
+    await notify_forever(
+        home, lambda: open_repository(home), stopping, AppriseNotifier, HttpPinger()
+    )
 
 
 async def _watchdog(notify: _Notifier) -> None:
