@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -95,7 +95,13 @@ class NotifyRound:
             book.away = {k: v for k, v in book.away.items() if k in names}
             if now - self.last_check >= config.maintenance.probe_minutes * 60:
                 self.last_check = now
-                await owners_silent(repo, config.notify.owner_silent_after, now)
+                await owners_silent(
+                    ledger,
+                    {node: peer.label for node, peer in repo.members.items()},
+                    repo.home.manifest_received,
+                    config.notify.owner_silent_after,
+                    now,
+                )
                 if config.notify.urls:
                     notices += await self._look(repo, config, now)
             for event in await ledger.events(after=after, limit=BATCH):
@@ -228,30 +234,33 @@ async def load_book(ledger: Ledger) -> NoticeBook:
         return NoticeBook()
 
 
-async def owners_silent(repo: Repository, after: float, now: float) -> list[str]:
-    """Log ``owner.silent`` once per silence for each member whose last manifest
-    reached this node ``after`` seconds ago or more; returns their names."""
+async def owners_silent(
+    ledger: Ledger,
+    owners: Mapping[bytes, str],
+    received: Callable[[NodeId], float | None],
+    after: float,
+    now: float,
+) -> list[str]:
+    """Log ``owner.silent`` once per silence for each of ``owners`` (node → name) whose
+    last manifest reached this node (``received``) ``after`` seconds ago or more;
+    returns their names."""
     out = []
-    for node, peer in sorted(repo.members.items()):
-        received = await asyncio.to_thread(repo.home.manifest_received, NodeId(node))
-        if received is None or now - received < after:
+    for node, name in sorted(owners.items()):
+        when = await asyncio.to_thread(received, NodeId(node))
+        if when is None or now - when < after:
             continue
-        name = peer.label
-        last = await repo.ledger.events(
-            kinds=["owner.silent"], subject=name, limit=1, newest_first=True
-        )
-        if last and last[0].details.get("received") == received:
+        last = await ledger.events(kinds=["owner.silent"], subject=name, limit=1, newest_first=True)
+        if last and last[0].details.get("received") == when:
             continue  # this silence was told
         await note(
-            repo.ledger,
+            ledger,
             now,
             "warning",
             "owner.silent",
             name,
-            f"{name}'s backups to you stopped {ago(now - received)} ago: the last one "
-            f"reached this node then. Ask {name} whether their machine or peerbak is "
-            "still running.",
-            received=received,
+            f"{name}'s backups to you stopped {ago(now - when)} ago: the last one reached "
+            f"this node then. Ask {name} whether their machine and peerbak still run.",
+            received=when,
             node=node.hex(),
         )
         out.append(name)
