@@ -260,3 +260,25 @@ async def test_a_holder_notices_an_owner_whose_backups_stopped(
         assert await owners_silent(ledger, owners, received, 3 * DAY, first + 5 * DAY) == ["alice"]
     finally:
         await ledger.close()
+
+
+async def test_a_daily_digest_counts_the_day_and_gives_the_verdict(
+    repo: Repository, mempool: MemoryPool
+) -> None:
+    configure(mempool, 'digest = "daily"')
+    fake = FakeNotifier()
+    r = rounds(mempool, fake, FakePinger())
+    await r.round()  # starts the first day
+    await _note(repo, mempool, "job.ok", "docs")
+    await _note(repo, mempool, "job.ok", "docs")
+    await _note(repo, mempool, "challenge.failed", "m2")
+    mempool.clock.advance(DAY - MINUTE)
+    await r.round()
+    assert fake.titles() == ["peerbak: m2 failed a storage challenge"]  # no digest yet
+    mempool.clock.advance(MINUTE)
+    await r.round()
+    ((title, body, _),) = fake.sent
+    assert title == "peerbak: daily digest"
+    assert body.startswith("Pool: no backups yet.")
+    assert "1 challenge failed, 2 job ok" in body
+    assert "- challenge.failed m2" in body
