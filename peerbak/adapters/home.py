@@ -293,6 +293,14 @@ class Home:
         manifests, manifest_bytes = trashed_manifests(root / "trash")
         return Held(total, manifests, manifest_bytes)
 
+    def manifest_received(self, owner: NodeId) -> float | None:
+        """The mtime of ``owner``'s manifest here: the store writes each new one to a
+        fresh file and renames it into place, so that is when it arrived."""
+        try:
+            return (self.holder_dir(owner) / "manifest").stat().st_mtime
+        except OSError:
+            return None
+
     @property
     def run_dir(self) -> Path:
         return self.root / "run"

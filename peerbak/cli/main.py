@@ -46,7 +46,20 @@ from typing import Any
 import click
 
 from peerbak import __version__
-from peerbak.cli import backup, bench, care, docs, jobs, mount, node, pool, service, watch, web
+from peerbak.cli import (
+    backup,
+    bench,
+    care,
+    docs,
+    jobs,
+    mount,
+    node,
+    notify,
+    pool,
+    service,
+    watch,
+    web,
+)
 from peerbak.cli.kit import EXIT_INTERRUPTED, LIMITS, QUIET, exit_with
 
 
@@ -113,6 +126,7 @@ for command in (
     *watch.COMMANDS,
     *jobs.COMMANDS,
     *web.COMMANDS,
+    *notify.COMMANDS,
 ):
     cli.add_command(command)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -19,6 +19,8 @@ from peerbak.core.jobs import Job, JobConfigError, check_jobs
 
 _SIZE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)", re.IGNORECASE)
 _HOST_RE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+_DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(s|min|m|h|d|w)?")
+_URL_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 GIB: Final = 1 << 30
 
 
@@ -35,6 +37,22 @@ def parse_size(text: str | int) -> int:
         raise InputError(f"not a size: {text!r} (try 500GiB)")
     unit = match.group(2).lower()
     return int(float(match.group(1)) * (1 << (10 * " kmgtp".index(unit or " "))))
+
+
+def parse_duration(text: str | float) -> float:
+    """``90``, ``"90s"``, ``"30min"``, ``"1h"``, ``"3d"``, ``"2w"`` → seconds (a bare
+    number is seconds)."""
+    if isinstance(text, bool):
+        raise InputError(f"not a duration: {text!r} (try 30min, 1h or 3d)")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise InputError(f"a duration cannot be negative: {text}")
+        return float(text)
+    match = _DURATION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise InputError(f"not a duration: {text!r} (try 30min, 1h or 3d)")
+    scale = {"s": 1, "min": 60, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    return float(match.group(1)) * scale[match.group(2) or "s"]
 
 
 def _check_host_port(address: str) -> None:
@@ -120,6 +138,42 @@ class WebSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     )
 
 
+Duration = float | str
+
+
+class NotifySection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Who is told what, and when (README: Notifications)."""
+
+    #: Apprise URLs (ntfy://, json://, mailtos://, ...); secrets may live in them.
+    urls: Annotated[list[str], msgspec.Meta(max_length=64)] = []
+    #: A member unreachable this long is worth a message (lost always is).
+    unreachable_after: Duration = "1h"
+    #: Tell when a member uses this share of what this node lends it.
+    quota_warn: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
+    #: A summary of the period's events and the pool's health.
+    digest: Literal["off", "daily", "weekly"] = "off"
+    #: An owner whose manifests stopped coming this long ago is worth a message.
+    owner_silent_after: Duration = "3d"
+    #: A dead man's switch (healthchecks.io and the like): GET on every job done,
+    #: ``<url>/fail`` on every job failed.
+    healthcheck_url: str = ""
+
+
+class Notify(msgspec.Struct, frozen=True):
+    """The notify section with its durations in seconds."""
+
+    urls: tuple[str, ...]
+    unreachable_after: float
+    quota_warn: float
+    digest: str
+    owner_silent_after: float
+    healthcheck_url: str
+
+
+#: The shortest a notify duration may be: the daemon looks once a minute or so.
+MIN_NOTIFY_DURATION: Final = 60.0
+
+
 class Storage(msgspec.Struct, frozen=True):
     """The storage section with every size resolved to bytes."""
 
@@ -139,6 +193,19 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: ``[[job]]`` tables: backups the daemon runs on schedules (core/jobs.py).
     job: list[Job] = []
     web: WebSection = msgspec.field(default_factory=WebSection)
+    notify_section: NotifySection = msgspec.field(default_factory=NotifySection, name="notify")
+
+    @property
+    def notify(self) -> Notify:
+        n = self.notify_section
+        return Notify(
+            tuple(n.urls),
+            parse_duration(n.unreachable_after),
+            n.quota_warn,
+            n.digest,
+            parse_duration(n.owner_silent_after),
+            n.healthcheck_url,
+        )
 
     @property
     def storage(self) -> Storage:
@@ -275,6 +342,29 @@ def _check(config: Config, text: str, source: str) -> None:
             parse_size(value)
         except InputError as exc:
             raise _fail(source, text, ["storage", "lend_to", member], str(exc)) from None
+    _check_notify(config.notify_section, text, source)
+
+
+def _check_notify(n: NotifySection, text: str, source: str) -> None:
+    """Durations and URLs; an error names the URL by its place only (it may hold a
+    secret)."""
+    for key, value in (
+        ("unreachable_after", n.unreachable_after),
+        ("owner_silent_after", n.owner_silent_after),
+    ):
+        try:
+            seconds = parse_duration(value)
+        except InputError as exc:
+            raise _fail(source, text, ["notify", key], str(exc)) from None
+        if seconds < MIN_NOTIFY_DURATION:
+            raise _fail(source, text, ["notify", key], "at least 1min")
+    for i, url in enumerate(n.urls):
+        if _URL_RE.fullmatch(url) is None:
+            raise _fail(
+                source, text, ["notify", "urls"], f"URL {i + 1} is not scheme://... (see apprise)"
+            )
+    if n.healthcheck_url and re.fullmatch(r"https?://\S+", n.healthcheck_url) is None:
+        raise _fail(source, text, ["notify", "healthcheck_url"], "not an http:// or https:// URL")
 
 
 #: TOML's short escapes; every other control character is written as ``\uXXXX``.
@@ -388,4 +478,22 @@ port = {int(web_port)}
 # Networks allowed to connect (CIDR); anyone else gets 403. To reach the page from your
 # LAN, set listen = "0.0.0.0" and add e.g. "192.168.1.0/24".
 allow = ["127.0.0.0/8", "::1/128"]
+
+[notify]
+# Where to tell you when something needs you: apprise URLs, e.g.
+#   "ntfys://ntfy.sh/my-secret-topic", "json://host:8080/hook",
+#   "mailtos://user:app-password@gmail.com?to=me@example.org"
+# They may hold secrets: keep this file private (peerbak never logs them whole).
+urls = []
+# A member unreachable this long is told (a member lost always is).
+unreachable_after = "1h"
+# Tell when a member uses this share of what this node lends it.
+quota_warn = 0.9
+# A summary of the period's events and the pool's health: "off", "daily" or "weekly".
+digest = "off"
+# Tell when an owner whose shards this node keeps has sent no backup for this long.
+owner_silent_after = "3d"
+# A dead man's switch (e.g. https://hc-ping.com/<uuid>): pinged on every backup job
+# done, <url>/fail on every one failed; it tells you when the pings stop.
+healthcheck_url = ""
 """

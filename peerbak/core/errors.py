@@ -221,6 +221,13 @@ class RepairStuck(Reported):
     code = "repair-stuck"
 
 
+class NotDelivered(Reported):
+    """A notification did not reach every destination (each is listed): retry later."""
+
+    exit_code = 75
+    code = "not-delivered"
+
+
 class PartialRestore(Reported):
     """Some files could not be restored (each error is listed). The exit code is that of
     the error that stopped them, so scripts see the same code as for that error alone."""

@@ -36,6 +36,7 @@ from peerbak.node.server import Node, local_addresses
 from peerbak.node.web import start_web, stop_web
 from peerbak.services.jobs import run_jobs_forever
 from peerbak.services.maintenance import maintain_forever
+from peerbak.services.notifier import notify_forever
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ async def run_daemon(home: Home) -> None:
                     random.SystemRandom(),
                 )
             ),
+            asyncio.create_task(_notify(home, node.stopping)),
         ]
         log.info("node %s serving on port %d", node.node_id.short, node.port)
         await node.stopping.wait()
@@ -179,6 +181,15 @@ def _on_signals(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+
+
+async def _notify(home: Home, stopping: asyncio.Event) -> None:
+    """The notifier (apprise is imported only when the daemon runs)."""
+    from peerbak.adapters.notify import AppriseNotifier, HttpPinger
+
+    await notify_forever(
+        home, lambda: open_repository(home), stopping, AppriseNotifier, HttpPinger()
+    )
 
 
 async def _watchdog(notify: _Notifier) -> None:

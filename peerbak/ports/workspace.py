@@ -47,3 +47,8 @@ class Workspace(Protocol):
     def held_for(self, owner: NodeId) -> Held:
         """What this node keeps for ``owner`` (blocking: walks its directory)."""
         ...
+
+    def manifest_received(self, owner: NodeId) -> float | None:
+        """When this node last took a new manifest from ``owner`` (its last backup
+        that reached us), or None if it never did."""
+        ...

@@ -108,3 +108,30 @@ def test_state_of_a_dead_daemon_is_not_running(tmp_path: Path) -> None:
     assert home.running_state() is None
     home.write_state(DaemonState(pid=os.getpid(), listen="127.0.0.1", port=1, started=0.0))
     assert home.running_state() is not None
+
+
+def test_manifest_received_is_when_the_owner_s_last_manifest_arrived(tmp_path: Path) -> None:
+    from peerbak.adapters.store import DirectoryShareStore
+    from peerbak.core import objects
+    from peerbak.core.crypto import NodeKeys
+
+    home = Home.create(tmp_path / "n", SECRET, default_config_text("a", 0))
+    keys = NodeKeys.derive(bytes(range(1, 33)))
+    body = objects.ManifestBody(bytes(16), bytes(keys.node_id), 0.0, [], [])
+
+    def manifest(sequence: int) -> bytes:
+        return objects.seal_manifest(keys, sequence, body, os.urandom)
+
+    assert home.manifest_received(keys.node_id) is None  # never sent one
+    store = DirectoryShareStore(home.holder_dir(keys.node_id))
+    assert home.manifest_received(keys.node_id) is None
+    one = manifest(1)
+    store._put_manifest(one, 1)
+    first = home.manifest_received(keys.node_id)
+    assert first is not None
+    os.utime(store.manifest_path, (first - 3600, first - 3600))
+    assert home.manifest_received(keys.node_id) == first - 3600
+    store._put_manifest(one, 1)  # the same one again: not news
+    assert home.manifest_received(keys.node_id) == first - 3600
+    store._put_manifest(manifest(2), 2)
+    assert home.manifest_received(keys.node_id) == pytest.approx(first, abs=60)  # a new one
