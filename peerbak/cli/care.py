@@ -96,6 +96,15 @@ def _print_health(h: dict[str, Any]) -> None:
             seen = f"last seen {time_ago(m['last_seen'])}" if m["last_seen"] else "never seen"
             why = f": {m['error']}" if m["error"] else ""
             click.echo(f"  {m['name']}: {m['state']} ({seen}){why}")
+    for j in h["jobs"]:
+        ok = f"last success {time_ago(j['last_success'])}" if j["last_success"] else "never done"
+        last = j["last"]
+        failed = (
+            f"; last run failed {time_ago(last['time'])}: {last['error']}"
+            if last and last["result"] == "failed"
+            else ""
+        )
+        click.echo(f"  job {j['name']}: {ok}{failed}")
     for b in h["last_backups"]:
         click.echo(
             f"  last backup of {b['host']} {' '.join(b['paths'])}: {time_ago(b['time'])} "

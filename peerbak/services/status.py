@@ -15,6 +15,7 @@ from typing import Any
 from peerbak.core.health import MemberState, RepairPolicy
 from peerbak.core.ids import NodeId
 from peerbak.core.words import plural, verb
+from peerbak.services.jobs import job_table, last_run, started_at
 from peerbak.services.repair import member_states
 from peerbak.services.repository import PUBLISH_REACH, Repository
 
@@ -46,6 +47,7 @@ async def pool_health(
         **packs,
         "members": members,
         "last_backups": await last_backups(repo, now),
+        "jobs": await job_summaries(repo, now),
         "last_publish": await last_publish(repo),
         "manifest_limit": {"manifests": most, "bytes": most_bytes},
         "repair_uploads_pending": len(await repo.ledger.moves("upload")),
@@ -219,6 +221,16 @@ async def last_backups(repo: Repository, now: float) -> list[dict[str, Any]]:
         }
         for _, snap in sorted(newest.items(), key=lambda kv: kv[1].time)
     ]
+
+
+async def job_summaries(repo: Repository, now: float) -> list[dict[str, Any]]:
+    """Each backup job's last run, next run, and last success with its age."""
+    rows = await job_table(repo, repo.home.config(), now)
+    for row in rows:
+        ok = await last_run(repo, row["name"], "job.ok")
+        row["last_success"] = None if ok is None else started_at(ok)
+        row["last_success_age"] = None if ok is None else max(0.0, now - started_at(ok))
+    return rows
 
 
 async def last_publish(repo: Repository) -> dict[str, Any] | None:

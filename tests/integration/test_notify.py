@@ -3,10 +3,11 @@ is told to the owner's webhook with what it means for restoring, and its return 
 and a friend tells its own user when the owner's backups stopped reaching it.
 
 The webhook is a receiver on 127.0.0.1 (``tests/receiver.py``) behind apprise's
-``json://`` URLs. The owner probes every minute and calls a member unreachable after
-three missed probes, so the first notice comes 3-4 minutes after the kill. The
-friend's silence clock (``owner_silent_after = "1min"``) runs meanwhile: the owner's
-last backup is its last manifest, whether its daemon runs or not.
+``json://`` URLs. The owner's daemon runs a backup job every minute all along; it probes
+every minute and calls a member unreachable after three missed probes, so the first
+notice comes 3-4 minutes after the kill. The friend's silence clock
+(``owner_silent_after = "1min"``) starts at the owner's last manifest, which each
+successful job sends.
 """
 
 from __future__ import annotations
@@ -68,18 +69,28 @@ def test_a_friend_dies_and_comes_back_and_an_owner_falls_silent(
     (src / "a.txt").write_bytes(b"never silent\n" * 1000)
     owner.cli("backup", "--shards", "2/3", str(src))
     with receiving() as receiver:
-        _run(receiver, owner, f1, f2)
+        _run(receiver, owner, f1, f2, src)
 
 
-def _run(receiver: Receiver, owner: LocalNode, f1: LocalNode, f2: LocalNode) -> None:
-    _configure(owner, receiver.port, 'unreachable_after = "1min"')
+def _job_ran(owner: LocalNode) -> bool:
+    out = owner.cli("log", "--kind", "job.ok", check=False)
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+def _run(receiver: Receiver, owner: LocalNode, f1: LocalNode, f2: LocalNode, src: Path) -> None:
+    job = ("[[job]]", 'name = "minutely"', f'paths = ["{src}"]', 'schedule = "every 1min"')
+    _configure(owner, receiver.port, 'unreachable_after = "1min"', *job)
     _configure(f2, receiver.port, 'owner_silent_after = "1min"')
+    deadline = time.monotonic() + DEADLINE
+    while not _job_ran(owner):  # the daemon runs the job on its own
+        assert time.monotonic() < deadline, "the job never ran"
+        time.sleep(1)  # polling a condition, with a deadline
     code, status = _status(owner)
     assert code == 0, status
 
     # A friend dies: the owner is told, and status says what it means.
     f1.kill()
-    told = receiver.wait_for("/owner", "f1", "unreachable", deadline=time.monotonic() + DEADLINE)
+    told = receiver.wait_for("/owner", "f1 is unreachable", deadline=time.monotonic() + DEADLINE)
     assert told.startswith("peerbak: f1 is unreachable: f1 has not answered for ")
     code, status = _status(owner)
     assert code == 75  # a member is down: retry later

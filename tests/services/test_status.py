@@ -8,8 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from peerbak.core.config import default_config_text, parse_config
 from peerbak.core.health import RepairPolicy
 from peerbak.services.backup import run_backup
+from peerbak.services.jobs import run_job
 from peerbak.services.repository import Repository
 from peerbak.services.status import pool_health
 from peerbak.tools.mempool import MemoryPool
@@ -81,3 +83,29 @@ async def test_the_last_backup_of_each_path_set_and_who_missed_the_manifest(
     assert reach["reached"] == 4
     assert reach["members"] == 5
     assert list(reach["missed"]) == ["m2"]
+
+
+async def test_each_job_shows_its_last_success_and_its_last_failure(
+    repo: Repository, mempool: MemoryPool, tmp_path: Path
+) -> None:
+    src = tmp_path / "photos"
+    write(src / "a.jpg", 10_000, seed=5)
+    text = default_config_text("owner", 0) + (
+        f'[[job]]\nname = "photos"\npaths = ["{src}"]\nschedule = "daily"\n'
+    )
+    mempool.home.config_path.write_text(text)
+    (job,) = parse_config(text).job
+    assert (await run_job(repo, job)).ok
+    done = mempool.clock()
+    mempool.clock.advance(3600)
+    for i in (1, 2, 3, 4, 5):
+        mempool.member(i).up = False  # the next run cannot reach anyone
+    await repo.probe()
+    assert not (await run_job(repo, job)).ok
+    h = await pool_health(repo, POLICY, mempool.clock(), probed=True)
+    (row,) = h["jobs"]
+    assert row["name"] == "photos"
+    assert row["last_success"] == done
+    assert row["last_success_age"] == 3600.0
+    assert row["last"]["result"] == "failed"
+    assert row["last"]["error"]
