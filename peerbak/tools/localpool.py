@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -41,6 +42,20 @@ def peerbak(home: Path, *args: str, check: bool = True, timeout: float = 120) ->
         raise PeerbakError(f"peerbak {' '.join(args)} exited {out.returncode}: {out.stderr}")
     lines = out.stdout.strip().splitlines()
     return json.loads(lines[-1]) if lines else None  # the last line: status lines come first
+
+
+def set_config(home: Path, section: str, key: str, value: str) -> None:
+    """Set ``key = value`` (TOML) in ``[section]`` of the node's config.toml: the same
+    key may be in other sections too (``enabled`` is in [maintenance] and [web])."""
+    path = home / "config.toml"
+    text = path.read_text()
+    start = text.index(f"[{section}]\n")
+    end = text.find("\n[", start + 1)
+    end = len(text) if end < 0 else end
+    block, count = re.subn(rf"(?m)^{re.escape(key)} = .*$", f"{key} = {value}", text[start:end])
+    if count != 1:
+        raise PeerbakError(f"no {key} in [{section}] of {path}")
+    path.write_text(text[:start] + block + text[end:])
 
 
 class LocalNode:

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from peerbak.tools.localpool import LocalNode
+from peerbak.tools.localpool import LocalNode, set_config
 from peerbak.tools.sample import describe, make_tree
 
 pytestmark = pytest.mark.slow
@@ -149,7 +149,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
             )
         # The owner's daemon does not challenge or repair on its own here: the test asks
         # for challenges when it wants them. The friends' maintenance runs, skewed.
-        _configure(p.owner, "enabled", "false")
+        set_config(p.owner.home, "maintenance", "enabled", "false")
         # The shortest grace a holder may keep (1 day), so a day of skew would show: a
         # holder a day ahead that dated deletions by anyone's clock but its own would
         # free them at its next purge.

@@ -47,7 +47,7 @@ from peerbak.core.errors import StorageError
 from peerbak.core.ids import NodeId, ShardKey
 from peerbak.core.pack import PackWriter, Shard, make_shards, prepare_blob
 from peerbak.core.pool import ssh_public_key
-from peerbak.tools.localpool import LocalNode
+from peerbak.tools.localpool import LocalNode, set_config
 from peerbak.tools.sample import describe, make_tree
 
 pytestmark = pytest.mark.slow
@@ -117,7 +117,7 @@ def make_pool(mount: Mount, tmp_path: Path) -> Iterator[Callable[[Setup], list[L
         made.extend(nodes)
         for node in nodes:
             node.init()
-        _configure(nodes[0], enabled="false")
+        set_config(nodes[0].home, "maintenance", "enabled", "false")
         setup(nodes)
         for node in nodes:
             node.start()

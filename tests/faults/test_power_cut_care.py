@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from peerbak.services.repository import CARE_CRASH_POINTS, CRASH_ENV
-from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.localpool import LocalNode, make_pool, set_config
 from peerbak.tools.sample import describe
 
 pytestmark = pytest.mark.slow
@@ -79,8 +79,7 @@ def pool() -> Iterator[Pool]:
     nodes = make_pool(base, ["owner", "f1", "f2", "f3", "f4"])
     try:
         owner = nodes[0]
-        config = owner.home / "config.toml"  # repair only when the test says so
-        config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
+        set_config(owner.home, "maintenance", "enabled", "false")  # repair when told
         owner.stop()
         owner.start()
         key_file = base / "key.txt"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.localpool import LocalNode, make_pool, set_config
 from peerbak.tools.sample import describe
 from tests.faults.scale import figure, measured, run
 from tests.integration.nodes import backup_in_process
@@ -39,8 +39,7 @@ def pool() -> Iterator[list[LocalNode]]:
     nodes = make_pool(base, ["owner", "f1", "f2", "f3"])
     try:
         owner = nodes[0]
-        config = owner.home / "config.toml"  # no challenges or repair in between
-        config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
+        set_config(owner.home, "maintenance", "enabled", "false")  # no care in between
         owner.stop()
         owner.start()
         yield nodes

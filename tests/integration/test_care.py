@@ -30,6 +30,7 @@ from peerbak.core.health import challenges_to_detect
 from peerbak.node.compose import open_repository
 from peerbak.services.maintenance import Maintainer
 from peerbak.services.repair import RepairReport
+from peerbak.tools.localpool import set_config
 from peerbak.tools.sample import differences
 from tests.integration.nodes import Daemon, make_pool
 
@@ -49,12 +50,7 @@ class Clock:
 
 
 def _maintenance(node: Daemon, enabled: bool) -> None:
-    path = node.home / "config.toml"
-    text = path.read_text()
-    text = text.replace(
-        f"enabled = {str(not enabled).lower()}", f"enabled = {str(enabled).lower()}"
-    )
-    path.write_text(text)
+    set_config(node.home, "maintenance", "enabled", str(enabled).lower())
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from peerbak.adapters.home import Home
 from peerbak.adapters.store import DirectoryShareStore
 from peerbak.core.ids import PackId, ShardKey
 from peerbak.node.compose import open_repository
+from peerbak.tools.localpool import set_config
 from peerbak.tools.sample import describe, differences
 from tests.integration.nodes import Daemon, backup_in_process, make_pool
 
@@ -36,8 +37,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Daemon]]:
     nodes: list[Daemon] = make_pool(base, ["owner", "f1", "f2", "f3"])  # type: ignore[assignment]
     try:
         owner = nodes[0]
-        config = owner.home / "config.toml"
-        config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
+        set_config(owner.home, "maintenance", "enabled", "false")
         owner.stop()
         owner.start()
         yield nodes
