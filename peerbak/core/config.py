@@ -118,8 +118,8 @@ class MaintenanceSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     #: Repair traffic per hour (0: no limit).
     repair_per_hour: Size = "4GiB"
     #: Minutes between probes of every member (uptime, latency, last seen); three missed
-    #: in a row make a member unreachable.
-    probe_minutes: Annotated[float, msgspec.Meta(ge=1, le=1440)] = 5
+    #: in a row make a member unreachable. At least 0.1 (six seconds).
+    probe_minutes: Annotated[float, msgspec.Meta(ge=0.1, le=1440)] = 5
 
 
 #: Who may open the status page by default: this machine only.

@@ -29,7 +29,7 @@ from peerbak.tools.localpool import make_pool
 from peerbak.tools.sample import describe
 from tests.faults.scale import a_million_small_files
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.wait]
 
 #: How long the owner stays stopped: the row of the fault matrix says ten minutes, longer
 #: than every timeout a holder or a link has (the longest, the link backoff, is 5 min).
