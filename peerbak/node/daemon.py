@@ -2,8 +2,9 @@
 
 Runs a :class:`~peerbak.node.server.Node` in the foreground: the SSH server friends talk to, the
 control socket the CLI talks to, LAN discovery, gossip and trash purging on schedules,
-the config's backup jobs on theirs (services/jobs.py),
-and systemd notifications (READY, STOPPING, WATCHDOG) over ``$NOTIFY_SOCKET`` without any
+the config's backup jobs on theirs (services/jobs.py), notifications to a person
+(services/notifier.py), the status page and metrics (node/web.py), and systemd
+notifications (READY, STOPPING, WATCHDOG) over ``$NOTIFY_SOCKET`` without any
 dependency. SIGTERM or SIGINT stops accepting, gives sessions in flight a moment to
 finish, and exits 0; an interrupted put leaves only a temporary file, swept at the next
 start. One daemon per home: an flock, which dies with the process (kill -9 included).
