@@ -44,6 +44,8 @@ BACKOFF_MIN: Final = 1.0
 #: deadline grows by its bytes at this rate, so a Pi on a thin uplink is not called dead.
 MIN_RATE: Final = 256 * 1024
 BACKOFF_MAX: Final = 300.0
+#: Deadline bytes granted to a ReachMe: 15 s at MIN_RATE (the member dials for up to 10 s).
+REACH_ALLOWANCE: Final = 15 * MIN_RATE
 
 
 async def handshake(chan: FramedChannel, expect_node: bytes) -> wire.Welcome:
@@ -196,6 +198,13 @@ class MemberClient:
             chan = call.chan
             await chan.send(wire.Space())
             return await expect(chan, wire.SpaceInfo)
+
+    async def reach_me(self, port: int) -> wire.Reached:
+        """Ask the member to dial us back on ``port`` (at the address it sees us from)."""
+        # The member may take up to 10 s to dial: allow that on top of the usual deadline.
+        async with self._request(nbytes=REACH_ALLOWANCE) as call:
+            await call.chan.send(wire.ReachMe(port=port))
+            return await expect(call.chan, wire.Reached)
 
     async def put_manifest(self, blob: bytes) -> int:
         """Give the member our manifest; returns the sequence it keeps (ours, or a

@@ -184,6 +184,8 @@ class Caller:
 
     ssh_key: bytes
     node: bytes | None  # None: a guest, allowed nothing but Hello and JoinRequest
+    #: The IP address the connection comes from (ReachMe dials this, never a wire address).
+    peer: str = ""
 
     @property
     def is_member(self) -> bool:
@@ -228,6 +230,11 @@ class _Server(asyncssh.SSHServer):
     def __init__(self, hooks: ServerHooks) -> None:
         self._hooks = hooks
         self._caller: Caller | None = None
+        self._peer = ""
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        peername = conn.get_extra_info("peername")
+        self._peer = str(peername[0]) if peername else ""
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -251,7 +258,7 @@ class _Server(asyncssh.SSHServer):
         node = self._hooks.member_for_key(raw)
         if node is None and not self._hooks.guests_allowed():
             return False
-        self._caller = Caller(raw, node)
+        self._caller = Caller(raw, node, self._peer)
         return True
 
     def session_requested(self) -> _Session | bool:
@@ -358,6 +365,15 @@ async def connect(
         raise KeyRefused(f"{address} refused our key (not in its roster)") from None
     except (TimeoutError, asyncssh.Error, OSError) as exc:
         raise PeerUnavailable(f"cannot reach {address}: {exc or type(exc).__name__}") from None
+
+
+async def handshake_only(
+    address: str, host_key: bytes, client_key: asyncssh.SSHKey, timeout: float
+) -> None:
+    """Dial, complete an SSH handshake and login pinned to ``host_key``, hang up (ReachMe)."""
+    conn = await connect(address, host_key, client_key, timeout)
+    conn.close()
+    await conn.wait_closed()
 
 
 async def open_channel(conn: asyncssh.SSHClientConnection) -> FramedChannel:

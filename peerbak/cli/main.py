@@ -56,6 +56,7 @@ from peerbak.cli import (
     node,
     notify,
     pool,
+    reach,
     service,
     watch,
     web,
@@ -127,6 +128,7 @@ for command in (
     *jobs.COMMANDS,
     *web.COMMANDS,
     *notify.COMMANDS,
+    *reach.COMMANDS,
 ):
     cli.add_command(command)
 

@@ -228,6 +228,13 @@ class NotDelivered(Reported):
     code = "not-delivered"
 
 
+class NotReachable(Reported):
+    """``peerbak reach``: no member could connect back to this node (each said why)."""
+
+    exit_code = 75
+    code = "not-reachable"
+
+
 class PartialRestore(Reported):
     """Some files could not be restored (each error is listed). The exit code is that of
     the error that stopped them, so scripts see the same code as for that error alone."""

@@ -324,6 +324,37 @@ class GetTrashedManifest(_Msg):
     before: Bytes63
 
 
+# --- reachability -------------------------------------------------------------------------
+
+#: Ports a ReachMe may name: any TCP port but 0.
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+#: Longest address text in Reached: a bracketed IPv6 address with a zone and a port.
+ADDRESS_MAX: Final = 128
+
+
+class ReachMe(_Msg):
+    """Member → member: dial me back on ``port``, at the address my session comes from.
+
+    There is deliberately no address field: the member dials only the session's peer
+    address, so no one can use a member to probe a third machine.
+    """
+
+    port: Port
+
+
+class Reached(_Msg):
+    """The answer to ReachMe: whether an SSH handshake pinned to the asker's host key
+    succeeded, the address dialled (for display), and why not."""
+
+    ok: bool
+    address: Annotated[str, msgspec.Meta(max_length=ADDRESS_MAX, pattern=r"^[\x20-\x7e]*\Z")]
+    error: Annotated[str, msgspec.Meta(max_length=ERROR_MESSAGE_MAX)]
+
+    def __post_init__(self) -> None:
+        if len(self.error) > ERROR_MESSAGE_MAX:
+            self.error = self.error[:ERROR_MESSAGE_MAX]
+
+
 class Error(_Msg):
     """A refusal: a machine-readable code (see :class:`ErrorCode`) and a text for people.
 
@@ -373,6 +404,8 @@ Message = (
     | Undelete
     | Undeleted
     | GetTrashedManifest
+    | ReachMe
+    | Reached
     | Error
 )
 #: Every message type, in the order of wire.md.
@@ -409,6 +442,8 @@ MESSAGES: Final[tuple[type[Message], ...]] = (
     Undelete,
     Undeleted,
     GetTrashedManifest,
+    ReachMe,
+    Reached,
     Error,
 )
 

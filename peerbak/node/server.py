@@ -34,6 +34,7 @@ from peerbak.core.errors import (
     RemoteProtocolError,
 )
 from peerbak.core.ids import NodeId
+from peerbak.node.reachback import ReachBack
 from peerbak.services.holder import Holder
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class Node:
             reserve=config.storage.reserve_free,
         )
         self._stores: dict[NodeId, DirectoryShareStore] = {}
+        self.reach_back = ReachBack(self._host_key_of, self._dial_back)
 
     # -- roster ---------------------------------------------------------------------------
 
@@ -132,6 +134,13 @@ class Node:
         for node in list(self.links):
             if not self.roster.is_member(node):
                 self.links.pop(node)
+
+    def _host_key_of(self, node: bytes) -> bytes | None:
+        record = self.roster.record(node) if self.roster else None
+        return record.ssh_key if record is not None else None
+
+    async def _dial_back(self, address: str, host_key: bytes, timeout: float) -> None:
+        await transport.handshake_only(address, host_key, self.ssh_key, timeout)
 
     async def apply_records(self, blobs: list[bytes]) -> int:
         """Apply gossiped records; persist the accepted ones. Returns how many changed."""
@@ -299,6 +308,9 @@ class Node:
             if isinstance(msg, wire.RosterPush):
                 accepted = await self.apply_records(list(msg.records))
                 await chan.send(wire.RosterAck(accepted=accepted))
+                continue
+            if isinstance(msg, wire.ReachMe):
+                await chan.send(await self.reach_back.answer(caller.node, caller.peer, msg.port))
                 continue
             if isinstance(msg, wire.GetRoster):
                 blobs = self.roster.blobs() if self.roster else []

@@ -60,6 +60,10 @@ class Member(Protocol):
         """What it lends us, what we use, and its free disk above its floor."""
         ...
 
+    async def reach_me(self, port: int) -> wire.Reached:
+        """Ask it to dial us back on ``port`` at the address it sees our session from."""
+        ...
+
     async def put_manifest(self, blob: bytes) -> int:
         """Give it our signed manifest; returns the sequence it keeps (ours or newer)."""
         ...
