@@ -36,7 +36,8 @@ def test_every_member_reaches_the_owner_then_none_once_it_stops(nodes: list[Loca
     assert report["direct_v6"] == "unknown"
     assert sorted(r["name"] for r in report["members"]) == ["f1", "f2"]
     for row in report["members"]:
-        assert row["ok"] and row["address"] == f"127.0.0.1:{port}", row
+        assert row["ok"], row
+        assert row["address"] == f"127.0.0.1:{port}"
 
     owner.stop()  # nothing listens on the port the owner's record names now
     out = owner.cli("reach", check=False)
