@@ -16,6 +16,7 @@ the manifest. Encodings only; no I/O. Byte layouts in protocol/snapshots.md.
 
 from __future__ import annotations
 
+import stat
 import struct
 from enum import IntEnum
 from typing import Annotated, Final, TypeVar
@@ -52,6 +53,18 @@ class NodeType(IntEnum):
     FIFO = 4
     CHARDEV = 5
     BLOCKDEV = 6
+
+
+#: The file type bits (``stat.S_IF*``) of each node type: what the archiver reads from
+#: ``lstat``, the restorer creates, and ``ls`` and ``mount`` show.
+FILE_TYPE_BITS: Final[dict[NodeType, int]] = {
+    NodeType.FILE: stat.S_IFREG,
+    NodeType.DIR: stat.S_IFDIR,
+    NodeType.SYMLINK: stat.S_IFLNK,
+    NodeType.FIFO: stat.S_IFIFO,
+    NodeType.CHARDEV: stat.S_IFCHR,
+    NodeType.BLOCKDEV: stat.S_IFBLK,
+}
 
 
 class _Obj(msgspec.Struct, array_like=True, forbid_unknown_fields=True):

@@ -29,7 +29,7 @@ from peerbak.core.chunker import Readable
 from peerbak.core.crypto import BlobType
 from peerbak.core.errors import InputError
 from peerbak.core.ids import ChunkId
-from peerbak.core.objects import Entry, NodeType, Tree
+from peerbak.core.objects import FILE_TYPE_BITS, Entry, NodeType, Tree
 from peerbak.ports import CachedFile, FilesCache
 from peerbak.services.packer import Packer
 
@@ -149,14 +149,7 @@ def exclude_spec(
     return None if spec.empty else spec
 
 
-_TYPES = {
-    stat.S_IFREG: NodeType.FILE,
-    stat.S_IFDIR: NodeType.DIR,
-    stat.S_IFLNK: NodeType.SYMLINK,
-    stat.S_IFIFO: NodeType.FIFO,
-    stat.S_IFCHR: NodeType.CHARDEV,
-    stat.S_IFBLK: NodeType.BLOCKDEV,
-}
+_TYPES = {bits: kind for kind, bits in FILE_TYPE_BITS.items()}
 
 
 class Archiver:

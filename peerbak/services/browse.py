@@ -30,7 +30,7 @@ from typing import Final
 
 from peerbak.core import crypto
 from peerbak.core.errors import IntegrityError, NotFoundError
-from peerbak.core.objects import Entry, NodeType, Snapshot
+from peerbak.core.objects import FILE_TYPE_BITS, Entry, NodeType, Snapshot
 from peerbak.core.selection import EVERY, Selection
 from peerbak.ports.browse import Stat
 from peerbak.services.fetch import read_blobs
@@ -46,15 +46,6 @@ LAYOUTS: Final = 64
 #: backup made while mounted shows up).
 RELOAD: Final = 10.0
 LATEST: Final = b"latest"
-
-_KINDS: Final = {
-    NodeType.FILE: stat.S_IFREG,
-    NodeType.DIR: stat.S_IFDIR,
-    NodeType.SYMLINK: stat.S_IFLNK,
-    NodeType.FIFO: stat.S_IFIFO,
-    NodeType.CHARDEV: stat.S_IFCHR,
-    NodeType.BLOCKDEV: stat.S_IFBLK,
-}
 
 
 def snapshot_name(snapshot: Snapshot) -> str:
@@ -200,7 +191,7 @@ class Browser:
     def _of(entry: Entry) -> Stat:
         size = len(entry.target) if entry.type is NodeType.SYMLINK else entry.size
         return Stat(
-            _KINDS[entry.type] | entry.mode,
+            FILE_TYPE_BITS[entry.type] | entry.mode,
             size=0 if entry.type is NodeType.DIR else size,
             mtime_ns=entry.mtime_ns,
             uid=entry.uid,

@@ -41,7 +41,7 @@ from peerbak.core.errors import (
     StorageError,
     Unmatched,
 )
-from peerbak.core.objects import Entry, NodeType, Snapshot
+from peerbak.core.objects import FILE_TYPE_BITS, Entry, NodeType, Snapshot
 from peerbak.core.pack import PackRecord
 from peerbak.core.selection import EVERY, Selection, split_ref
 from peerbak.core.words import plural, verb
@@ -329,14 +329,9 @@ class Restorer:
         if entry.type is NodeType.SYMLINK:
             self.dir.symlink(path, entry.target, uid, gid, entry.mtime_ns)
             return
-        kinds = {
-            NodeType.FIFO: stat.S_IFIFO,
-            NodeType.CHARDEV: stat.S_IFCHR,
-            NodeType.BLOCKDEV: stat.S_IFBLK,
-        }
         try:
             self.dir.mknod(
-                path, kinds[entry.type], entry.mode, entry.rdev, uid, gid, entry.mtime_ns
+                path, FILE_TYPE_BITS[entry.type], entry.mode, entry.rdev, uid, gid, entry.mtime_ns
             )
         except PermissionError:
             self.stats.errors.append(f"{os.fsdecode(path)}: only root can make device files")
@@ -583,19 +578,11 @@ def _row(path: str, entry: Entry) -> dict[str, Any]:
         NodeType.CHARDEV: "chardev",
         NodeType.BLOCKDEV: "blockdev",
     }
-    fmt = {
-        NodeType.FILE: stat.S_IFREG,
-        NodeType.DIR: stat.S_IFDIR,
-        NodeType.SYMLINK: stat.S_IFLNK,
-        NodeType.FIFO: stat.S_IFIFO,
-        NodeType.CHARDEV: stat.S_IFCHR,
-        NodeType.BLOCKDEV: stat.S_IFBLK,
-    }
     return {
         "path": path,
         "type": kinds[entry.type],
         "mode": entry.mode,
-        "permissions": stat.filemode(fmt[entry.type] | entry.mode),
+        "permissions": stat.filemode(FILE_TYPE_BITS[entry.type] | entry.mode),
         "size": entry.size,
         "uid": entry.uid,
         "gid": entry.gid,
