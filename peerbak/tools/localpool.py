@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -152,6 +154,20 @@ class LocalNode:
             self.proc.kill()
             self.proc.wait(30)
             self.proc = None
+
+
+@contextmanager
+def temporary_pool(names: Sequence[str], prefix: str = "pbk-pool-") -> Iterator[list[LocalNode]]:
+    """:func:`make_pool` in a new temporary directory; on leaving, every daemon is killed
+    and the directory removed."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    nodes = make_pool(base, names)
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def make_pool(base: Path, names: Sequence[str]) -> list[LocalNode]:

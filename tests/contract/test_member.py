@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ from peerbak.core.objects import ManifestBody
 from peerbak.core.pack import Shard
 from peerbak.ports.member import Member
 from peerbak.services.challenges import check_proof
-from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.localpool import LocalNode, temporary_pool
 from peerbak.tools.mempool import MemoryPool
 from tests.conftest import build_pack, shard_keys
 
@@ -54,14 +52,8 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def daemons() -> Iterator[list[LocalNode]]:
-    base = Path(tempfile.mkdtemp(prefix="pbk-member-"))
-    made = make_pool(base, ["owner", "friend"])
-    try:
+    with temporary_pool(["owner", "friend"], "pbk-member-") as made:
         yield made
-    finally:
-        for node in made:
-            node.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _link(to: LocalNode, owner: LocalNode, address: str) -> PeerLink:

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +24,7 @@ from peerbak.adapters.transport import private_key
 from peerbak.core import objects, pool
 from peerbak.core.ids import NodeId
 from peerbak.core.objects import ManifestBody
-from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.localpool import LocalNode, temporary_pool
 from peerbak.tools.sample import describe
 
 pytestmark = pytest.mark.slow
@@ -38,14 +35,8 @@ DEADLINE = 60.0
 
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[list[LocalNode]]:
-    base = Path(tempfile.mkdtemp(prefix="pbk-replay-"))
-    made = make_pool(base, ["owner", "f1", "f2", "f3"])
-    try:
+    with temporary_pool(["owner", "f1", "f2", "f3"], "pbk-replay-") as made:
         yield made
-    finally:
-        for node in made:
-            node.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _records(node: LocalNode) -> list[bytes]:

@@ -5,8 +5,6 @@ snapshot id), and the daemon running a job on its own, seen through ``peerbak jo
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,7 +14,7 @@ from typing import Any
 import pytest
 
 from peerbak.core.config import toml_string
-from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.localpool import LocalNode, temporary_pool
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +23,8 @@ NAMES = ["owner", "f1", "f2", "f3"]
 
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[list[LocalNode]]:
-    base = Path(tempfile.mkdtemp(prefix="pbk-jobs-"))
-    nodes = make_pool(base, NAMES)
-    try:
+    with temporary_pool(NAMES, "pbk-jobs-") as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _add_jobs(owner: LocalNode, text: str) -> None:

@@ -23,6 +23,7 @@ from typing import IO, Any
 import pytest
 
 from peerbak.tools.localpool import LocalNode, make_pool
+from tests.services.kit import read_beneath
 
 pytestmark = pytest.mark.slow
 
@@ -277,24 +278,7 @@ def test_a_name_the_target_refuses_fails_alone(base: Path, pool: list[LocalNode]
         if rel.name == "a:b":
             assert not (root / "a:b").exists()
             continue
-        assert _read(root, rel) == body, rel
+        assert read_beneath(root, rel) == body, rel
     left = [f for _, _, files, _ in os.fwalk(backing) for f in files]
     assert len(left) == len(made) - 1
     assert not [f for f in left if f.endswith(".partial") or f.startswith(".peerbak-")]
-
-
-def _read(root: Path, rel: Path) -> bytes:
-    """A file's bytes, reached a directory at a time (the whole path may pass PATH_MAX)."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in rel.parts[:-1]:
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        leaf = os.open(rel.parts[-1], os.O_RDONLY, dir_fd=fd)
-        try:
-            return os.read(leaf, 1 << 20)
-        finally:
-            os.close(leaf)
-    finally:
-        os.close(fd)

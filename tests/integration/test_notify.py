@@ -14,15 +14,13 @@ successful job sends.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.localpool import LocalNode, temporary_pool
 from tests.receiver import Receiver, receiving
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -34,14 +32,8 @@ DEADLINE = 300.0
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[list[LocalNode]]:
-    base = Path(tempfile.mkdtemp(prefix="pbk-notify-"))
-    nodes = make_pool(base, NAMES)
-    try:
+    with temporary_pool(NAMES, "pbk-notify-") as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _configure(node: LocalNode, port: int, *lines: str) -> None:

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from peerbak.tools.localpool import LocalNode, make_pool
+from peerbak.tools.localpool import LocalNode, temporary_pool
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[list[LocalNode]]:
-    base = Path(tempfile.mkdtemp(prefix="pbk-reach-"))
-    pool = make_pool(base, ["owner", "f1", "f2"])
-    try:
+    with temporary_pool(["owner", "f1", "f2"], "pbk-reach-") as pool:
         yield pool
-    finally:
-        for node in pool:
-            node.kill()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_every_member_reaches_the_owner_then_none_once_it_stops(nodes: list[LocalNode]) -> None:

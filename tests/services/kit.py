@@ -3,6 +3,7 @@ the members' ids and shard files, damage."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -37,3 +38,20 @@ def damage(path: Path) -> None:
     raw = bytearray(path.read_bytes())
     raw[SHARD_HEADER_LEN + len(raw[SHARD_HEADER_LEN:]) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
+
+
+def read_beneath(root: Path, rel: Path) -> bytes:
+    """A file's bytes, reached a directory at a time (the whole path may pass PATH_MAX)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in rel.parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        leaf = os.open(rel.parts[-1], os.O_RDONLY, dir_fd=fd)
+        try:
+            return os.read(leaf, 1 << 20)
+        finally:
+            os.close(leaf)
+    finally:
+        os.close(fd)

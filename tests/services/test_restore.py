@@ -25,7 +25,7 @@ from peerbak.services.repository import Repository
 from peerbak.services.restore import Restorer, list_tree, run_restore
 from peerbak.tools.mempool import MemoryPool
 from peerbak.tools.sample import describe, make_tree
-from tests.services.kit import damage, node, restored, write
+from tests.services.kit import damage, node, read_beneath, restored, write
 
 CODE = (2, 4)
 PACK = 64 << 10
@@ -332,23 +332,6 @@ def _legal_but_awkward(src: Path) -> dict[str, bytes]:
     return made
 
 
-def _read(root: Path, rel: Path) -> bytes:
-    """A file's bytes, reached a directory at a time (the whole path may pass PATH_MAX)."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for part in rel.parts[:-1]:
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        leaf = os.open(rel.parts[-1], os.O_RDONLY, dir_fd=fd)
-        try:
-            return os.read(leaf, 1 << 20)
-        finally:
-            os.close(leaf)
-    finally:
-        os.close(fd)
-
-
 async def test_every_legal_name_restores_and_a_refused_one_fails_alone(
     repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -375,7 +358,7 @@ async def test_every_legal_name_restores_and_a_refused_one_fails_alone(
     assert any("r" * 300 in e and "cannot hold this name" in e for e in out["errors"])
     root = restored(target, src)
     for path, body in made.items():
-        assert _read(root, Path(path).relative_to(src)) == body
+        assert read_beneath(root, Path(path).relative_to(src)) == body
     assert (root / "plain.bin").read_bytes() == (src / "plain.bin").read_bytes()
     left = [f for _, _, files, _ in os.fwalk(target) for f in files]  # by descriptor
     assert len(left) == len(made) + 1
